@@ -1,0 +1,16 @@
+"""The one exception type of the engine.
+
+Every failure a user can cause is raised as :class:`DeepPixelError` with a message that names the
+problem and, where there is one, the fix. Adapters (Processing, command line) show it unchanged.
+"""
+
+
+class DeepPixelError(Exception):
+    """A problem with the user's input or environment, explained in words."""
+
+
+class Cancelled(DeepPixelError):
+    """The user asked to stop; partial outputs have been removed."""
+
+    def __init__(self, message: str = "Cancelled by the user; no output was written."):
+        super().__init__(message)

@@ -1,0 +1,192 @@
+"""Export Training Data: a raster and labelled samples -> a folder of image and label chips."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+import rasterio
+from rasterio.windows import bounds as window_bounds
+
+from . import chips_layout
+from .bandstats import BandStats
+from .errors import DeepPixelError
+from .files import check_output_folder, staged_folder
+from .progress import Progress, check
+from .raster import describe, open_raster, read_window, valid_mask, window_transform
+from .samples import LabelBurner, Samples
+from .schema import ClassSchema
+from .tiling import TileGrid
+
+IMAGE_FORMATS = ("TIFF", "PNG")
+
+
+@dataclass
+class ExportOptions:
+    """Export parameters; these defaults are the ones every interface shows."""
+    image_format: str = "TIFF"
+    tile_size_x: int = 256
+    tile_size_y: int = 256
+    stride_x: int = 128
+    stride_y: int = 128
+    rotation_angle: float = 0.0
+    output_nofeature_tiles: bool = False
+    buffer_radius: float = 0.0
+    min_labelled_fraction: float = 0.0
+    bands: tuple = field(default_factory=tuple)
+
+    def rotations(self) -> list:
+        """Quarter turns of the extra chips (0 is the original)."""
+        a = float(self.rotation_angle) % 360
+        if a == 0:
+            return [0]
+        if a % 90 != 0:
+            raise DeepPixelError(f"Rotation angle {self.rotation_angle} is not supported: use 0 "
+                                 "(no rotation), 90 (chips at 90/180/270 degrees) or 180.")
+        step = int(a // 90)
+        return list(range(0, 4, step))
+
+    def validate(self, info) -> None:
+        fmt = self.image_format.upper()
+        if fmt not in IMAGE_FORMATS:
+            raise DeepPixelError(f"Image format {self.image_format!r} is not supported; use TIFF or PNG.")
+        count = len(self.bands) or info.count
+        if fmt == "PNG" and (count > 3 or info.dtype != "uint8"):
+            raise DeepPixelError(f"PNG chips hold at most 3 bands of 8-bit data; this raster has {count} "
+                                 f"band(s) of {info.dtype}. Use IMAGE_FORMAT=TIFF.")
+        if not 0.0 <= self.min_labelled_fraction <= 1.0:
+            raise DeepPixelError("The minimum labelled fraction must be between 0 and 1.")
+        if self.buffer_radius < 0:
+            raise DeepPixelError("The buffer radius cannot be negative.")
+        for b in self.bands:
+            if not 1 <= b <= info.count:
+                raise DeepPixelError(f"Band {b} does not exist; the raster has bands 1 to {info.count}.")
+        rot = self.rotations()
+        if len(rot) > 1 and self.tile_size_x != self.tile_size_y and 1 in rot:
+            raise DeepPixelError("Rotating chips by 90 degrees needs square tiles: set TILE_SIZE_X "
+                                 "equal to TILE_SIZE_Y, or use rotation 0 or 180.")
+
+
+@dataclass
+class ExportResult:
+    folder: str
+    num_chips: int
+    pixels_per_class: dict
+    schema: ClassSchema
+    class_mapping: dict
+
+
+def export_training_data(raster_path: str, samples: Samples, output_folder: str,
+                         options: ExportOptions | None = None, schema: ClassSchema | None = None,
+                         class_mapping: dict | None = None, class_field: str | None = None,
+                         mask_geometries=None, mask_crs_wkt: str | None = None,
+                         progress: Progress | None = None) -> ExportResult:
+    """Cut ``raster_path`` into image chips and matching label chips.
+
+    ``samples`` holds geometries with integer class values (see ``samples.resolve_class_values``
+    for text classes). The output is written to a temporary folder and renamed to
+    ``output_folder`` when complete; the input files are only read.
+    """
+    options = options or ExportOptions()
+    progress = check(progress)
+    check_output_folder(output_folder, inputs=[raster_path])
+    schema = schema or ClassSchema.from_values(v for v in samples.values if v is not None)
+    with open_raster(raster_path) as ds:
+        info = describe(ds)
+        options.validate(info)
+        if info.crs_wkt is None and samples.crs_wkt:
+            raise DeepPixelError(f"The raster {raster_path} has no coordinate reference system, so the "
+                                 "samples cannot be placed on it. Assign its CRS first "
+                                 "(gdal_edit.py -a_srs EPSG:xxxx, or Layer Properties > Source).")
+        burner = LabelBurner(samples, info.crs_wkt, options.buffer_radius, mask_geometries, mask_crs_wkt)
+        _check_overlap(ds, burner, raster_path)
+        grid = TileGrid(info.width, info.height, options.tile_size_x, options.tile_size_y,
+                        options.stride_x, options.stride_y)
+        progress.log(f"Raster {os.path.basename(raster_path)}: {info.width}x{info.height} px, "
+                     f"{info.count} band(s) {info.dtype}; {len(grid)} candidate tiles of "
+                     f"{grid.tile_x}x{grid.tile_y} px every {grid.stride_x}x{grid.stride_y} px.")
+        with staged_folder(output_folder) as tmp:
+            writer = chips_layout.ChipWriter(tmp, options.image_format.upper(), ds, options.bands)
+            result = _cut(ds, info, grid, burner, writer, options, schema, progress)
+            chips_layout.write_metadata(tmp, writer, info, options, schema, class_mapping or {},
+                                        class_field, result)
+            progress.report(1.0, f"{writer.count} chips written")
+    if writer.count == 0:
+        progress.warn("No chip was written: no tile had enough labelled pixels. Lower "
+                      "MIN_LABELLED_FRACTION, use a smaller tile size, or check that the samples "
+                      "lie on the raster.")
+    progress.log(f"Wrote {writer.count} chips to {output_folder}.")
+    return ExportResult(output_folder, writer.count, result["accumulated"], schema, class_mapping or {})
+
+
+def _check_overlap(ds, burner, path):
+    b = burner.bounds
+    r = ds.bounds
+    if b[0] > r.right or b[2] < r.left or b[1] > r.top or b[3] < r.bottom:
+        raise DeepPixelError(
+            f"No sample lies on the raster {os.path.basename(path)}: the samples cover "
+            f"({b[0]:.6g}, {b[1]:.6g}, {b[2]:.6g}, {b[3]:.6g}) but the raster covers "
+            f"({r.left:.6g}, {r.bottom:.6g}, {r.right:.6g}, {r.top:.6g}) in its CRS. "
+            "Check that both layers have the right CRS.")
+
+
+def _owned(grid, window):
+    """The part of a tile that no other tile before it in row-major order covers (for unique counts)."""
+    cols, rows = grid.columns, grid.rows
+    c, r = int(window.col_off), int(window.row_off)
+    ci, ri = cols.index(c), rows.index(r)
+    c_end = cols[ci + 1] if ci + 1 < len(cols) else grid.width
+    r_end = rows[ri + 1] if ri + 1 < len(rows) else grid.height
+    return slice(0, r_end - r), slice(0, c_end - c)
+
+
+def _cut(ds, info, grid, burner, writer, options, schema, progress):
+    max_value = max(schema.values + burner.values)
+    accumulated = np.zeros(max_value + 1, dtype=np.int64)
+    images_per_class = np.zeros(max_value + 1, dtype=np.int64)
+    unique = np.zeros(max_value + 1, dtype=np.int64)
+    stats = BandStats(len(options.bands) or info.count)
+    rotations = options.rotations()
+    total = len(grid)
+    for i, window in enumerate(grid.windows()):
+        progress.check_cancelled()
+        bounds = window_bounds(window, ds.transform)
+        shape_hw = (int(window.height), int(window.width))
+        touches = burner.touches(bounds)
+        if not burner.in_mask(bounds) or (not touches and not options.output_nofeature_tiles):
+            progress.report((i + 1) / total * 0.98)
+            continue
+        data = read_window(ds, window, options.bands or None)
+        valid = valid_mask(data, info.nodata)
+        if touches:
+            labels = burner.burn(window_transform(ds, window), shape_hw, bounds)
+            labels[~valid] = 0
+        else:
+            labels = np.zeros(shape_hw, dtype=np.uint8)
+        rows, cols = _owned(grid, window)
+        unique += np.bincount(labels[rows, cols].ravel(), minlength=max_value + 1)[:max_value + 1]
+        labelled = int(np.count_nonzero(labels))
+        fraction = labelled / labels.size
+        if (labelled == 0 and not options.output_nofeature_tiles) or fraction < options.min_labelled_fraction:
+            progress.report((i + 1) / total * 0.98)
+            continue
+        stats.add(data, valid)
+        counts = np.bincount(labels.ravel(), minlength=max_value + 1)[:max_value + 1]
+        for k in rotations:
+            writer.write(np.rot90(data, k, axes=(1, 2)), np.rot90(labels, k), window, k * 90,
+                         fraction, counts)
+            accumulated += counts
+            images_per_class += counts > 0
+        progress.report((i + 1) / total * 0.98, f"tile {i + 1}/{total}, {writer.count} chips")
+    present = [v for v in range(1, max_value + 1)]
+    return {
+        "accumulated": {v: int(accumulated[v]) for v in present if schema.by_value(v) or accumulated[v]},
+        "images_per_class": {v: int(images_per_class[v]) for v in present if schema.by_value(v) or images_per_class[v]},
+        "unique": {v: int(unique[v]) for v in present if schema.by_value(v) or unique[v]},
+        "band_stats": stats.result(),
+    }
+
+
+def read_raster_crs(path: str) -> str | None:
+    with rasterio.open(path) as ds:
+        return ds.crs.to_wkt() if ds.crs else None

@@ -1,0 +1,74 @@
+"""Shared pieces of the Processing algorithms: feedback adapter, error mapping, engine access."""
+from __future__ import annotations
+
+import contextlib
+import time
+
+from qgis.core import QgsProcessingAlgorithm, QgsProcessingException
+
+from ..deep_pixel.errors import DeepPixelError
+from ..deep_pixel.progress import Progress
+
+
+class FeedbackProgress(Progress):
+    """Engine progress onto ``QgsProcessingFeedback`` (progress bar, log, cancel button)."""
+
+    def __init__(self, feedback, message_interval: float = 2.0):
+        self.feedback = feedback
+        self.message_interval = message_interval
+        self._last_message = float("-inf")
+
+    def report(self, fraction, message=None):
+        if self.feedback is None:
+            return
+        self.feedback.setProgress(100.0 * min(max(fraction, 0.0), 1.0))
+        now = time.monotonic()
+        # The progress text is also printed by qgis_process: keep it to one line every few seconds.
+        if message and (now - self._last_message >= self.message_interval or fraction >= 1.0):
+            self._last_message = now
+            self.feedback.setProgressText(message)
+
+    def log(self, message):
+        if self.feedback is not None:
+            self.feedback.pushInfo(message)
+
+    def warn(self, message):
+        if self.feedback is not None:
+            self.feedback.reportError("Warning: " + message, False)
+
+    def cancelled(self):
+        return self.feedback is not None and self.feedback.isCanceled()
+
+
+@contextlib.contextmanager
+def engine_errors():
+    """Turn engine errors into Processing errors with the same message."""
+    try:
+        yield
+    except DeepPixelError as e:
+        raise QgsProcessingException(str(e)) from e
+
+
+class DeepPixelAlgorithm(QgsProcessingAlgorithm):
+    """Common identity of our algorithms; subclasses set NAME, DISPLAY and HELP."""
+    NAME = ""
+    DISPLAY = ""
+    HELP = ""
+
+    def name(self):
+        return self.NAME
+
+    def displayName(self):  # noqa: N802
+        return self.DISPLAY
+
+    def group(self):
+        return "Deep learning"
+
+    def groupId(self):  # noqa: N802
+        return "deeplearning"
+
+    def shortHelpString(self):  # noqa: N802
+        return self.HELP
+
+    def createInstance(self):  # noqa: N802
+        return type(self)()

@@ -1,0 +1,42 @@
+"""The ``deeppixel`` Processing provider and its algorithm list."""
+from __future__ import annotations
+
+import importlib
+import os
+
+from qgis.core import QgsMessageLog, Qgis, QgsProcessingProvider
+from qgis.PyQt.QtGui import QIcon
+
+# module name in this package -> algorithm class name; a module that fails to import is logged
+# and skipped, so one broken algorithm never hides the others.
+ALGORITHMS = (
+    ("export_training_data", "ExportTrainingDataAlgorithm"),
+    ("train_model", "TrainModelAlgorithm"),
+    ("classify_pixels", "ClassifyPixelsAlgorithm"),
+    ("compute_accuracy", "ComputeAccuracyAlgorithm"),
+)
+
+
+class DeepPixelProvider(QgsProcessingProvider):
+    def id(self):
+        return "deeppixel"
+
+    def name(self):
+        return "Deep Pixel"
+
+    def longName(self):  # noqa: N802
+        return "Deep Pixel: deep-learning pixel classification"
+
+    def icon(self):
+        return QIcon(os.path.join(os.path.dirname(os.path.dirname(__file__)), "icon.svg"))
+
+    def loadAlgorithms(self):  # noqa: N802
+        for module_name, class_name in ALGORITHMS:
+            try:
+                module = importlib.import_module(f".{module_name}", __package__)
+            except ModuleNotFoundError as e:
+                if e.name and e.name.endswith(module_name):
+                    continue  # not written yet
+                QgsMessageLog.logMessage(f"{module_name}: {e}", "Deep Pixel", Qgis.Warning)
+                continue
+            self.addAlgorithm(getattr(module, class_name)())

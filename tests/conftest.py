@@ -1,0 +1,62 @@
+"""Test setup: headless QGIS, the checkout importable as ``deep_pixel`` and as plugin ``deeppixel``."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHARED_DATA = os.path.join(os.path.dirname(ROOT), "shared", "data")
+LANDSAT = os.path.join(SHARED_DATA, "landsat_tutorial")
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+_state = os.path.join(ROOT, ".qgis")
+_plugins = os.path.join(_state, "plugins")
+os.makedirs(_plugins, exist_ok=True)
+_link = os.path.join(_plugins, "deeppixel")
+if not os.path.islink(_link):
+    os.symlink(ROOT, _link)
+for p in (ROOT, _plugins):
+    if p not in sys.path:
+        sys.path.insert(0, p)
+
+
+@pytest.fixture(scope="session")
+def landsat():
+    """Paths of the real Landsat tutorial data; skips when ../shared/data is absent."""
+    if not os.path.isdir(LANDSAT):
+        pytest.skip(f"real data folder {LANDSAT} is absent (it sits beside the checkout in ../shared/data)")
+    return {
+        "image": os.path.join(LANDSAT, "LE70220491999322EDC01_stack.gtif"),
+        "samples": os.path.join(LANDSAT, "training_data.shp"),
+        "labels": os.path.join(LANDSAT, "training_data.gtif"),
+    }
+
+
+@pytest.fixture(scope="session")
+def scene(tmp_path_factory):
+    """A 384x384 synthetic 4-band scene with polygons (made by the project's own generator)."""
+    from deep_pixel.synthetic import make_scene
+    return make_scene(str(tmp_path_factory.mktemp("scene")), width=384, height=384, seed=3)
+
+
+def run_qgis_process(*args, timeout=600, check=True):
+    """Run scripts/qgis_process as a user would; returns the CompletedProcess."""
+    cmd = [os.path.join(ROOT, "scripts", "qgis_process"), *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+@pytest.fixture
+def deeppixel_provider(qgis_processing):
+    """The plugin's Processing provider, registered in the test QGIS application."""
+    from qgis.core import QgsApplication
+    registry = QgsApplication.processingRegistry()
+    provider = registry.providerById("deeppixel")
+    if provider is None:
+        from deeppixel.processing_provider.provider import DeepPixelProvider
+        provider = DeepPixelProvider()
+        registry.addProvider(provider)
+    return provider
