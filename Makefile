@@ -7,7 +7,7 @@ APT_PACKAGES := qgis python3-qgis qgis-providers python3-rasterio python3-gdal p
 export QT_QPA_PLATFORM := offscreen
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: setup system-packages test test-fast demo bench install-plugin lint clean
+.PHONY: setup system-packages test test-fast demo bench bench-quality screenshots install-plugin lint clean
 
 setup: system-packages $(VENV)/.deps-stamp
 
@@ -37,6 +37,13 @@ demo: setup
 
 bench: setup
 	$(PY) -m bench
+
+bench-quality: setup
+	$(PY) -m bench quality
+
+# Real QGIS desktop under Xvfb with the plugin, a raster and samples; PNGs land in docs/.
+screenshots: setup
+	$(PY) scripts/screenshots.py
 
 install-plugin: setup
 	$(SYSPY) scripts/install_plugin.py "$(CURDIR)" "$(CURDIR)/$(VENV)"

@@ -1,0 +1,21 @@
+"""``make bench``: run every ``bench/bench_*.py`` (or those named on the command line).
+
+Each benchmark module has ``main()`` that prints its own table; numbers are reported as ratios
+against a baseline measured in the same run, never as timed assertions.
+"""
+import importlib
+import os
+import sys
+
+
+def main(argv):
+    here = os.path.dirname(__file__)
+    names = argv or sorted(f[:-3] for f in os.listdir(here) if f.startswith("bench_") and f.endswith(".py"))
+    for name in names:
+        name = name if name.startswith("bench_") else "bench_" + name
+        print(f"\n=== {name} ===", flush=True)
+        importlib.import_module(f"bench.{name}").main()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
