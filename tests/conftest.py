@@ -54,9 +54,11 @@ def deeppixel_provider(qgis_processing):
     """The plugin's Processing provider, registered in the test QGIS application."""
     from qgis.core import QgsApplication
     registry = QgsApplication.processingRegistry()
-    provider = registry.providerById("deeppixel")
-    if provider is None:
+    if registry.providerById("deeppixel") is None:
         from deeppixel.processing_provider.provider import DeepPixelProvider
-        provider = DeepPixelProvider()
-        registry.addProvider(provider)
-    return provider
+        _keep_alive.append(DeepPixelProvider())  # a Python reference keeps the provider alive
+        registry.addProvider(_keep_alive[-1])
+    return registry.providerById("deeppixel")
+
+
+_keep_alive = []
