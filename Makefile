@@ -3,7 +3,7 @@ SHELL := /bin/bash
 SYSPY := /usr/bin/python3
 VENV := .venv
 PY := $(VENV)/bin/python
-APT_PACKAGES := qgis python3-qgis qgis-providers python3-rasterio python3-gdal python3-venv xvfb xauth
+APT_PACKAGES := qgis python3-qgis qgis-providers python3-rasterio python3-gdal python3-shapely python3-venv xvfb xauth
 export QT_QPA_PLATFORM := offscreen
 export PYTHONDONTWRITEBYTECODE := 1
 
@@ -14,7 +14,7 @@ setup: system-packages $(VENV)/.deps-stamp
 # Installs the Debian packages only when something is missing (quick when already done).
 system-packages:
 	@if command -v qgis_process.bin >/dev/null && command -v Xvfb >/dev/null && \
-	    $(SYSPY) -c "import qgis.core, rasterio, osgeo.ogr, venv, ensurepip" 2>/dev/null; then \
+	    $(SYSPY) -c "import qgis.core, rasterio, osgeo.ogr, shapely, venv, ensurepip" 2>/dev/null; then \
 	  echo "Debian packages: present"; \
 	else \
 	  echo "Installing Debian packages: $(APT_PACKAGES)"; \
@@ -33,7 +33,7 @@ test-fast: setup
 	$(PY) -m pytest tests/engine -q -p no:cacheprovider
 
 demo: setup
-	$(PY) -m scripts.demo
+	$(PY) scripts/demo.py
 
 bench: setup
 	$(PY) -m bench

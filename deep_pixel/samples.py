@@ -14,7 +14,6 @@ import rasterio.features
 import rasterio.warp
 from rasterio.crs import CRS
 from shapely.geometry import box, mapping, shape
-from shapely.strtree import STRtree
 
 from .errors import DeepPixelError
 from .schema import ClassSchema
@@ -113,7 +112,9 @@ class LabelBurner:
             fixed.append(g)
         self.geometries = fixed
         self.values = [int(v) for _, v in pairs]
-        self.tree = STRtree(self.geometries)
+        # Bounding boxes as an array: the candidate filter for a window (works with shapely 1.8
+        # and 2.x alike; QGIS's Debian GEOS pairs with shapely 1.8 on bookworm).
+        self._bounds = np.array([g.bounds for g in self.geometries], dtype=np.float64).reshape(-1, 4)
         self.mask = None
         if mask_geometries:
             mask = _to_crs([g for g in mask_geometries if g is not None and not g.is_empty],
@@ -125,8 +126,14 @@ class LabelBurner:
     def bounds(self):
         return _union_bounds(self.geometries)
 
+    def candidates(self, bounds) -> list:
+        """Indices of the geometries whose bounding box meets ``bounds``, in layer order."""
+        b = self._bounds
+        hit = (b[:, 0] <= bounds[2]) & (b[:, 2] >= bounds[0]) & (b[:, 1] <= bounds[3]) & (b[:, 3] >= bounds[1])
+        return np.nonzero(hit)[0].tolist()
+
     def touches(self, bounds) -> bool:
-        return len(self.tree.query(box(*bounds))) > 0
+        return len(self.candidates(bounds)) > 0
 
     def in_mask(self, bounds) -> bool:
         return self.mask is None or self.mask.intersects(box(*bounds))
@@ -139,7 +146,7 @@ class LabelBurner:
         """
         dtype = np.uint8 if max(self.values) <= 255 else np.uint16
         out = np.zeros(shape_hw, dtype=dtype)
-        idx = sorted(self.tree.query(box(*bounds)))
+        idx = self.candidates(bounds)
         areal = [(mapping(self.geometries[i]), self.values[i]) for i in idx
                  if self.geometries[i].geom_type in ("Polygon", "MultiPolygon", "GeometryCollection")]
         linear = [(mapping(self.geometries[i]), self.values[i]) for i in idx
