@@ -7,7 +7,7 @@ APT_PACKAGES := qgis python3-qgis qgis-providers python3-rasterio python3-gdal p
 export QT_QPA_PLATFORM := offscreen
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: setup system-packages test test-fast demo bench bench-quality screenshots install-plugin lint clean
+.PHONY: setup system-packages test test-fast demo bench bench-quality screenshots install-plugin zip lint clean
 
 setup: system-packages $(VENV)/.deps-stamp
 
@@ -47,6 +47,9 @@ screenshots: setup
 
 install-plugin: setup
 	$(SYSPY) scripts/install_plugin.py "$(CURDIR)" "$(CURDIR)/$(VENV)"
+
+zip:
+	$(SYSPY) scripts/build_zip.py
 
 lint: setup
 	$(PY) -m ruff check .

@@ -62,6 +62,7 @@ class ModelPackage:
     def build(self, device="cpu"):
         """The network with its weights, in eval mode on ``device``."""
         import torch
+
         from .models import build_model
         model = build_model(self.model_type, self.backbone, self.in_channels, self.num_classes,
                             **self.model_params)

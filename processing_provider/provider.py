@@ -4,7 +4,7 @@ from __future__ import annotations
 import importlib
 import os
 
-from qgis.core import QgsMessageLog, Qgis, QgsProcessingProvider
+from qgis.core import Qgis, QgsMessageLog, QgsProcessingProvider
 from qgis.PyQt.QtGui import QIcon
 
 # module name in this package -> algorithm class name; a module that fails to import is logged

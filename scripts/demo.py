@@ -92,6 +92,7 @@ def held_out_reference(scene, path):
 
 def write_quicklook(scene, classified, path):
     import rasterio
+
     from deep_pixel.pngimage import colorize, encode_png, side_by_side, stretch_rgb
     with rasterio.open(scene.image) as a, rasterio.open(scene.truth) as b, rasterio.open(classified) as c:
         image = stretch_rgb(a.read(), (2, 1, 0))

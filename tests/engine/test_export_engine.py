@@ -83,7 +83,7 @@ def test_nodata_pixels_are_unlabelled(tmp_path):
     export_training_data(str(tmp_path / "r.tif"), samples, str(tmp_path / "c"),
                          ExportOptions(tile_size_x=64, tile_size_y=64, stride_x=36, stride_y=16))
     meta, chips = read_chips(tmp_path / "c")
-    for chip, image, label in chips:
+    for _chip, image, label in chips:
         assert np.all(label[image[0] == 0] == 0)
         assert np.all(label[image[0] != 0] == 2)
     assert meta["labelled_pixels_per_class"] == {"2": 50 * 80}

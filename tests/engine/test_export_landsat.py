@@ -1,6 +1,5 @@
 """Export on the real Landsat tutorial scene (8 bands int16, nodata, text class field)."""
 import json
-import os
 
 import numpy as np
 import rasterio
