@@ -1,0 +1,151 @@
+"""Train Model parameters: defaults defined once, MODEL_ARGUMENTS parsing, network choice."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .errors import DeepPixelError
+from .models import ARCHITECTURES
+
+MONITORS = ("valid_loss", "miou", "accuracy")
+AUGMENTATIONS = ("default", "none", "custom")
+DECODERS = ("auto", "light", "default")
+# SPEC section 9: on CPU this U-Net decoder ran ~6x more steps per minute than smp's default.
+LIGHT_DECODER = {"encoder_depth": 4, "decoder_channels": [64, 32, 16, 16]}
+LIGHT_ARCHITECTURES = ("UNET", "UNETPLUSPLUS", "MANET")
+
+# MODEL_ARGUMENTS keys -> (type, default, help)
+MODEL_ARGUMENTS = {
+    "class_balancing": (bool, False, "loss weights 1/sqrt(pixel frequency) per class"),
+    "focal_loss": (bool, False, "focal loss (gamma 2) instead of plain cross-entropy"),
+    "dice_loss_fraction": (float, 0.0, "share of Dice loss mixed into the loss (0-1)"),
+    "ignore_classes": (list, [], "class values left out of training (e.g. 3,5)"),
+    "chip_size": (int, 0, "random crop size in pixels (0: 64 on CPU, the whole chip on CUDA)"),
+    "decoder": (str, "auto", "light (encoder_depth 4, decoder 64-32-16-16), default (smp), "
+                             "auto (light on CPU for U-Net family)"),
+    "patience": (int, 5, "epochs without gain before stopping"),
+    "weight_decay": (float, 1e-4, "AdamW weight decay"),
+    "warmup_fraction": (float, 0.05, "share of steps with linear learning-rate warm-up"),
+    "steps_per_epoch": (int, 0, "training batches per epoch (0: one pass over the training chips)"),
+    "min_labelled_fraction": (float, 0.02, "random crops must be at least this much labelled"),
+    "unfreeze_after": (int, 0, "with a frozen backbone: unfreeze it after N epochs (0: keep frozen)"),
+    "lr_test_steps": (int, 30, "steps of the learning-rate range test"),
+    "augmentations": (str, "hflip,vflip,rot90", "with AUGMENTATION=custom: any of hflip, vflip, rot90 "
+                                                "(separated by +)"),
+    "ndvi": (bool, True, "add NDVI as an input channel when red and near-infrared bands are named"),
+}
+
+
+@dataclass
+class TrainOptions:
+    """Every Train Model parameter; these defaults are what every interface shows."""
+    max_epochs: int = 20
+    model_type: str = "UNET"
+    backbone: str = "resnet34"
+    batch_size: int = 8
+    learning_rate: float | None = None          # None: learning-rate range test
+    validation_percent: float = 10.0
+    stop_when_not_improving: bool = True
+    monitor: str = "valid_loss"
+    freeze_backbone: bool = True                # only applies with PRETRAINED_MODEL
+    pretrained_model: str | None = None
+    augmentation: str = "default"
+    custom_augmentation: dict = field(default_factory=dict)   # flips/rot90 switches for "custom"
+    model_arguments: dict = field(default_factory=dict)
+    seed: int = 0
+    device: str = "auto"
+
+    def arg(self, key):
+        return self.model_arguments.get(key, MODEL_ARGUMENTS[key][1])
+
+    def validate(self) -> None:
+        if self.model_type.upper() not in ARCHITECTURES:
+            raise DeepPixelError(f"Unknown MODEL_TYPE {self.model_type!r}; choose one of {', '.join(ARCHITECTURES)}.")
+        self.model_type = self.model_type.upper()
+        if self.max_epochs < 1:
+            raise DeepPixelError("MAX_EPOCHS must be at least 1.")
+        if self.batch_size < 1:
+            raise DeepPixelError("BATCH_SIZE must be at least 1.")
+        if self.learning_rate is not None and not 0 < self.learning_rate < 10:
+            raise DeepPixelError(f"LEARNING_RATE {self.learning_rate} is out of range; use e.g. 0.001, "
+                                 "or leave it empty to have it found by a range test.")
+        if not 0 <= self.validation_percent < 100:
+            raise DeepPixelError("VALIDATION_PERCENT must be between 0 and 99.")
+        if self.monitor not in MONITORS:
+            raise DeepPixelError(f"MONITOR must be one of {', '.join(MONITORS)}, not {self.monitor!r}.")
+        if self.augmentation not in AUGMENTATIONS:
+            raise DeepPixelError(f"AUGMENTATION must be one of {', '.join(AUGMENTATIONS)}.")
+        if not 0 <= self.arg("dice_loss_fraction") <= 1:
+            raise DeepPixelError("dice_loss_fraction must be between 0 and 1.")
+        if self.arg("decoder") not in DECODERS:
+            raise DeepPixelError(f"decoder must be one of {', '.join(DECODERS)}.")
+        size = self.arg("chip_size")
+        if size and (size < 16 or size % 16):
+            raise DeepPixelError(f"chip_size {size} must be a multiple of 16 (at least 16).")
+
+
+def _parse_value(key, text):
+    kind = MODEL_ARGUMENTS[key][0]
+    text = text.strip()
+    try:
+        if kind is bool:
+            low = text.lower()
+            if low not in ("true", "false", "1", "0", "yes", "no", "on", "off"):
+                raise ValueError(text)
+            return low in ("true", "1", "yes", "on")
+        if kind is list:
+            return [int(v) for v in text.replace(";", ",").replace(" ", ",").split(",") if v]
+        return kind(text)
+    except ValueError:
+        raise DeepPixelError(f"MODEL_ARGUMENTS: {key}={text!r} is not a valid {kind.__name__}.") from None
+
+
+def parse_model_arguments(text) -> dict:
+    """``"class_balancing=true, chip_size=64"`` (or a list / dict of such) -> dict of typed values.
+
+    Commas inside a value are allowed for ignore_classes (``ignore_classes=3,5``).
+    """
+    if not text:
+        return {}
+    if isinstance(text, dict):
+        items = [f"{k}={v}" for k, v in text.items()]
+    elif isinstance(text, (list, tuple)):
+        items = [str(t) for t in text]
+    else:
+        items = []
+        for part in str(text).replace("\n", ";").replace(";", ",").split(","):
+            part = part.strip()
+            if not part:
+                continue
+            if "=" in part or not items:
+                items.append(part)
+            else:
+                items[-1] += "," + part     # continuation of a list value
+    out = {}
+    for item in items:
+        if "=" not in item:
+            raise DeepPixelError(f"MODEL_ARGUMENTS: {item!r} is not key=value. Known keys: "
+                                 + ", ".join(MODEL_ARGUMENTS) + ".")
+        key, value = item.split("=", 1)
+        key = key.strip().lower()
+        if key not in MODEL_ARGUMENTS:
+            raise DeepPixelError(f"MODEL_ARGUMENTS: unknown key {key!r}. Known keys: " + ", ".join(MODEL_ARGUMENTS) + ".")
+        out[key] = _parse_value(key, value)
+    return out
+
+
+def network_parameters(options: TrainOptions, on_cuda: bool) -> tuple:
+    """(extra smp parameters, sentence saying why) for the chosen decoder."""
+    decoder = options.arg("decoder")
+    if decoder == "auto":
+        decoder = "light" if not on_cuda and options.model_type in LIGHT_ARCHITECTURES else "default"
+        why = ("auto: CPU, so the light decoder (about 6x more steps per minute)" if decoder == "light"
+               else "auto: " + ("CUDA" if on_cuda else f"{options.model_type} has no light variant")
+               + ", so the default decoder")
+    else:
+        why = "as requested"
+    if decoder == "light":
+        if options.model_type not in LIGHT_ARCHITECTURES:
+            raise DeepPixelError(f"decoder=light exists for {', '.join(LIGHT_ARCHITECTURES)} only, not "
+                                 f"{options.model_type}. Remove it or choose UNET.")
+        return dict(LIGHT_DECODER), f"decoder light ({why})"
+    return {}, f"decoder default ({why})"
