@@ -14,10 +14,10 @@ from qgis.core import (
     QgsProcessingParameterRasterLayer,
 )
 
-from ..deep_pixel.export import IMAGE_FORMATS, ExportOptions, export_training_data
-from ..deep_pixel.schema import ClassSchema
-from .base import DeepPixelAlgorithm, FeedbackProgress, engine_errors
-from .layers import raster_path, read_geometries, samples_from_source
+from ..deep_pixel.export import IMAGE_FORMATS, ExportOptions
+from .base import DeepPixelAlgorithm
+from .engine_runner import LIGHT, run_engine
+from .layers import option, raster_path, vector_file
 
 HELP = """Cuts a raster and labelled training polygons into image chips and label chips for training.
 
@@ -70,32 +70,27 @@ class ExportTrainingDataAlgorithm(DeepPixelAlgorithm):
         self.addOutput(QgsProcessingOutputNumber("NUM_CHIPS", "Number of chips"))
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
-        progress = FeedbackProgress(feedback)
-        with engine_errors():
-            raster = raster_path(self.parameterAsRasterLayer(parameters, "INPUT_RASTER", context), "INPUT_RASTER")
-            schema_path = self.parameterAsFile(parameters, "CLASS_SCHEMA", context)
-            schema = ClassSchema.load(schema_path) if schema_path else None
-            source = self.parameterAsSource(parameters, "INPUT_SAMPLES", context)
-            samples, schema, mapping, field = samples_from_source(
-                source, self.parameterAsString(parameters, "CLASS_FIELD", context), schema, feedback)
-            if mapping:
-                feedback.pushInfo(f"Text field {field!r} mapped to class values: "
-                                  + ", ".join(f"{k}={v}" for k, v in mapping.items()))
-            mask_source = self.parameterAsSource(parameters, "MASK_POLYGONS", context)
-            mask_geoms, _, mask_crs = read_geometries(mask_source) if mask_source else (None, None, None)
-            options = ExportOptions(
-                image_format=self.parameterAsEnumString(parameters, "IMAGE_FORMAT", context),
-                tile_size_x=self.parameterAsInt(parameters, "TILE_SIZE_X", context),
-                tile_size_y=self.parameterAsInt(parameters, "TILE_SIZE_Y", context),
-                stride_x=self.parameterAsInt(parameters, "STRIDE_X", context),
-                stride_y=self.parameterAsInt(parameters, "STRIDE_Y", context),
-                rotation_angle=self.parameterAsDouble(parameters, "ROTATION_ANGLE", context),
-                output_nofeature_tiles=self.parameterAsBool(parameters, "OUTPUT_NOFEATURE_TILES", context),
-                buffer_radius=self.parameterAsDouble(parameters, "BUFFER_RADIUS", context),
-                min_labelled_fraction=self.parameterAsDouble(parameters, "MIN_LABELLED_FRACTION", context))
-            output = self.parameterAsString(parameters, "OUTPUT_FOLDER", context)
-            result = export_training_data(raster, samples, output, options, schema=schema,
-                                          class_mapping=mapping, class_field=field,
-                                          mask_geometries=mask_geoms, mask_crs_wkt=mask_crs,
-                                          progress=progress)
-        return {"OUTPUT_FOLDER": result.folder, "NUM_CHIPS": result.num_chips}
+        raster = raster_path(self.parameterAsRasterLayer(parameters, "INPUT_RASTER", context), "INPUT_RASTER")
+        samples, samples_layer = vector_file(self, parameters, "INPUT_SAMPLES", context, feedback)
+        argv = ["--input-raster", raster, "--input-samples", samples,
+                "--output-folder", self.parameterAsString(parameters, "OUTPUT_FOLDER", context),
+                "--image-format", self.parameterAsEnumString(parameters, "IMAGE_FORMAT", context)]
+        if samples_layer:
+            argv += ["--samples-layer", samples_layer]
+        field = self.parameterAsString(parameters, "CLASS_FIELD", context)
+        if field:
+            argv += ["--class-field", field]
+        schema = self.parameterAsFile(parameters, "CLASS_SCHEMA", context)
+        if schema:
+            argv += ["--schema", schema]
+        for name in ("TILE_SIZE_X", "TILE_SIZE_Y", "STRIDE_X", "STRIDE_Y"):
+            argv += [option(name), self.parameterAsInt(parameters, name, context)]
+        for name in ("ROTATION_ANGLE", "BUFFER_RADIUS", "MIN_LABELLED_FRACTION"):
+            argv += [option(name), repr(self.parameterAsDouble(parameters, name, context))]
+        if self.parameterAsBool(parameters, "OUTPUT_NOFEATURE_TILES", context):
+            argv.append("--output-nofeature-tiles")
+        if parameters.get("MASK_POLYGONS"):
+            mask, mask_layer = vector_file(self, parameters, "MASK_POLYGONS", context, feedback)
+            argv += ["--mask-polygons", mask] + (["--mask-layer", mask_layer] if mask_layer else [])
+        result = run_engine("export", argv, feedback, needs=LIGHT)
+        return {"OUTPUT_FOLDER": result["output_folder"], "NUM_CHIPS": result["chips"]}

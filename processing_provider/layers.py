@@ -18,6 +18,24 @@ def raster_path(layer, parameter_name: str) -> str:
     return layer.source().split("|")[0]
 
 
+def option(parameter_name: str) -> str:
+    """The engine's command-line option for a Processing parameter: TILE_SIZE_X -> --tile-size-x."""
+    return "--" + parameter_name.lower().replace("_", "-")
+
+
+def vector_file(alg, parameters, name, context, feedback):
+    """(path, layer name) of a vector parameter as a file the engine can read.
+
+    File-backed layers are passed as they are; memory, database and filtered or selected-only
+    inputs are first written to a temporary GeoPackage by Processing.
+    """
+    path, layer_name = alg.parameterAsCompatibleSourceLayerPathAndLayerName(
+        parameters, name, context, ["gpkg", "shp", "geojson", "sqlite", "fgb"], "gpkg", feedback)
+    if not path:
+        raise QgsProcessingException(f"{name}: no vector layer was given or it could not be loaded.")
+    return path, layer_name or None
+
+
 def _value(v):
     return None if v is None or v == NULL else v
 

@@ -40,10 +40,11 @@ def scene(tmp_path_factory):
     return make_scene(str(tmp_path_factory.mktemp("scene")), width=384, height=384, seed=3)
 
 
-def run_qgis_process(*args, timeout=600, check=True):
+def run_qgis_process(*args, timeout=600, check=True, env=None):
     """Run scripts/qgis_process as a user would; returns the CompletedProcess."""
     cmd = [os.path.join(ROOT, "scripts", "qgis_process"), *args]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    full_env = dict(os.environ, **(env or {}))
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=full_env)
     if check and proc.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     return proc

@@ -32,6 +32,7 @@ def add_arguments(p):
     p.add_argument("--buffer-radius", type=float, default=d.buffer_radius,
                    help="buffer for point samples, in the raster's CRS units")
     p.add_argument("--mask-polygons", help="vector file: export chips only inside these polygons")
+    p.add_argument("--mask-layer", help="layer name inside the mask vector file")
     p.add_argument("--min-labelled-fraction", type=float, default=d.min_labelled_fraction)
     p.add_argument("--bands", type=int, nargs="*", default=list(d.bands),
                    help="1-based bands to export (default: all)")
@@ -50,7 +51,7 @@ def run(args, progress):
     values, schema, mapping = resolve_class_values(vec.attributes[field], schema)
     if mapping:
         progress.log("Class names mapped to values: " + ", ".join(f"{k}={v}" for k, v in mapping.items()))
-    mask = read_vector(args.mask_polygons) if args.mask_polygons else None
+    mask = read_vector(args.mask_polygons, args.mask_layer) if args.mask_polygons else None
     result = export_training_data(
         args.input_raster, Samples(vec.geometries, values, vec.crs_wkt), args.output_folder,
         options_from_args(args), schema=schema, class_mapping=mapping, class_field=field,

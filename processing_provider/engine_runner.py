@@ -1,0 +1,128 @@
+"""Run an engine command in QGIS's Python or in an external Python, with one calling convention.
+
+Algorithms turn their parameters into the engine's command-line arguments (the same ones as
+``python -m deep_pixel <command> --help``) and call :func:`run_engine`. Without an external
+interpreter the command's ``run`` is called in-process with Processing feedback; with one
+(environment variable ``DEEP_PIXEL_PYTHON`` or the plugin setting ``deeppixel/engine_python``),
+``python -m deep_pixel --progress json <command> ...`` runs as a child process whose JSON lines
+become Processing progress, messages and errors, and cancelling kills it.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import queue
+import subprocess
+import tempfile
+import threading
+
+from qgis.core import QgsProcessingException, QgsSettings
+
+from ..deep_pixel.diagnostics import HEAVY, missing, missing_message
+from .base import FeedbackProgress, engine_errors
+
+PLUGIN_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SETTING_KEY = "deeppixel/engine_python"
+ENV_KEY = "DEEP_PIXEL_PYTHON"
+# What commands need besides QGIS: export and evaluate work without torch.
+LIGHT = ("numpy", "rasterio", "shapely")
+
+
+def engine_python() -> str | None:
+    """The external interpreter to use, or None for in-process."""
+    value = os.environ.get(ENV_KEY) or QgsSettings().value(SETTING_KEY, "", type=str)
+    return value.strip() or None
+
+
+def engine_mode() -> str:
+    python = engine_python()
+    return f"external: {python}" if python else "in-process (QGIS's Python)"
+
+
+def _parse(command: str, argv: list):
+    module = importlib.import_module(f"..deep_pixel.commands.{command}", __package__)
+    parser = argparse.ArgumentParser(prog=f"deep_pixel {command}", exit_on_error=False)
+    module.add_arguments(parser)
+    try:
+        args = parser.parse_args([str(a) for a in argv])
+    except (argparse.ArgumentError, SystemExit) as e:
+        raise QgsProcessingException(f"Invalid engine arguments for {command}: {e}") from e
+    args.progress = "qgis"
+    return module, args
+
+
+def run_engine(command: str, argv: list, feedback, needs=HEAVY) -> dict:
+    """Run ``deep_pixel <command> argv`` and return its result dict."""
+    python = engine_python()
+    if python:
+        return _run_external(python, command, argv, feedback)
+    absent = missing(list(needs))
+    if absent:
+        raise QgsProcessingException(missing_message(absent))
+    module, args = _parse(command, argv)
+    with engine_errors():
+        return module.run(args, FeedbackProgress(feedback))
+
+
+def _reader(stream, q):
+    for line in iter(stream.readline, ""):
+        q.put(line)
+    q.put(None)
+
+
+def _run_external(python: str, command: str, argv: list, feedback) -> dict:
+    if not os.path.exists(python):
+        raise QgsProcessingException(f"The external engine Python {python!r} (set by {ENV_KEY} or the "
+                                     "Deep Pixel settings) does not exist. Fix the path or clear it.")
+    env = dict(os.environ)
+    env["PYTHONPATH"] = PLUGIN_ROOT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env.pop(ENV_KEY, None)
+    cmd = [python, "-m", "deep_pixel", "--progress", "json", command, *[str(a) for a in argv]]
+    if feedback is not None:
+        feedback.pushInfo(f"External engine: {python}")
+    with tempfile.TemporaryFile(mode="w+", encoding="utf-8") as err:
+        proc = subprocess.Popen(cmd, cwd=PLUGIN_ROOT, env=env, stdout=subprocess.PIPE, stderr=err,
+                                text=True, encoding="utf-8")
+        lines: queue.Queue = queue.Queue()
+        threading.Thread(target=_reader, args=(proc.stdout, lines), daemon=True).start()
+        progress = FeedbackProgress(feedback)
+        result, failure = None, None
+        while True:
+            if feedback is not None and feedback.isCanceled():
+                proc.kill()
+                proc.wait()
+                proc.stdout.close()
+                raise QgsProcessingException("Cancelled: the external engine was stopped; no output was written.")
+            try:
+                line = lines.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            if line is None:
+                break
+            try:
+                msg = json.loads(line)
+            except ValueError:
+                progress.log(line.rstrip())
+                continue
+            kind = msg.get("type")
+            if kind == "progress":
+                progress.report(msg.get("fraction", 0.0), msg.get("message"))
+            elif kind == "log":
+                progress.log(msg.get("message", ""))
+            elif kind == "warning":
+                progress.warn(msg.get("message", ""))
+            elif kind == "result":
+                result = msg.get("result")
+            elif kind in ("error", "cancelled"):
+                failure = msg.get("message")
+        rc = proc.wait()
+        proc.stdout.close()
+        if failure:
+            raise QgsProcessingException(failure)
+        if rc != 0 or result is None:
+            err.seek(0)
+            tail = err.read()[-3000:]
+            raise QgsProcessingException(f"The external engine {python} failed (exit {rc}):\n{tail}")
+        return result
