@@ -23,6 +23,7 @@ class DeepPixelPlugin:
         self.toolbar = None
         self.actions = []
         self.dock = None
+        self.options_factory = None
 
     # qgis_process calls only this; the desktop calls initGui, which calls it too.
     def initProcessing(self):  # noqa: N802
@@ -44,11 +45,22 @@ class DeepPixelPlugin:
         dock_action.setObjectName("DeepPixelDockAction")
         dock_action.triggered.connect(self.show_dock)
         self._add_action(dock_action)
+        diag = QAction("Deep Pixel diagnostics", self.iface.mainWindow())
+        diag.setObjectName("DeepPixelDiagnostics")
+        diag.triggered.connect(self.show_diagnostics)
         for text, alg_id in ALGORITHM_ACTIONS:
             action = QAction(text, self.iface.mainWindow())
             action.setObjectName("DeepPixel" + text.replace(" ", ""))
             action.triggered.connect(lambda _checked=False, a=alg_id: self.open_algorithm(a))
             self._add_action(action)
+        self._add_action(diag)
+        from .ui.settings_page import DeepPixelOptionsFactory
+        self.options_factory = DeepPixelOptionsFactory(icon)
+        self.iface.registerOptionsWidgetFactory(self.options_factory)
+
+    def show_diagnostics(self):
+        from .ui.diagnostics_dialog import DiagnosticsDialog
+        DiagnosticsDialog(self.iface.mainWindow()).exec()
 
     def _add_action(self, action):
         self.toolbar.addAction(action)
@@ -88,6 +100,9 @@ class DeepPixelPlugin:
             self.iface.removeDockWidget(self.dock)
             self.dock.deleteLater()
             self.dock = None
+        if self.options_factory is not None:
+            self.iface.unregisterOptionsWidgetFactory(self.options_factory)
+            self.options_factory = None
         if self.provider is not None:
             QgsApplication.processingRegistry().removeProvider(self.provider)
             self.provider = None
