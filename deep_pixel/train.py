@@ -40,6 +40,7 @@ class TrainResult:
     epochs_run: int
     summary: dict
     log: dict
+    model: object = None         # the trained network (best epoch, eval mode, on its device)
 
 
 def ndvi_pair(band_names, bands):
@@ -276,7 +277,7 @@ def train_model(folders, output_folder: str, options: TrainOptions | None = None
     progress.report(1.0, f"model written: best epoch {best_epoch}")
     progress.log(f"Model written to {output_folder} (best epoch {best_epoch}, accuracy "
                  f"{_pct(best_summary.get('overall_accuracy'))}, mIoU {_pct(best_summary.get('mean_iou'))}).")
-    return TrainResult(output_folder, emd_path, best_epoch, len(epochs), best_summary, log)
+    return TrainResult(output_folder, emd_path, best_epoch, len(epochs), best_summary, log, model)
 
 
 def _pct(v):

@@ -1,0 +1,88 @@
+"""Reading chips folders: ours, the reference layout (backslashes, unsorted/repeated lines), errors;
+and the spatial train/validation split."""
+import json
+import os
+import random
+import shutil
+
+import numpy as np
+import pytest
+
+from deep_pixel.chips import read_chip_folders, read_folder
+from deep_pixel.errors import DeepPixelError
+from deep_pixel.export import ExportOptions, export_training_data
+from deep_pixel.samples import Samples
+from deep_pixel.train_split import spatial_split
+from deep_pixel.vector_io import read_vector
+
+
+@pytest.fixture(scope="module")
+def ours(scene, tmp_path_factory):
+    vec = read_vector(scene.samples)
+    out = str(tmp_path_factory.mktemp("chips") / "ours")
+    export_training_data(scene.image, Samples(vec.geometries, [int(v) for v in vec.attributes["Classvalue"]],
+                                              vec.crs_wkt), out,
+                         ExportOptions(tile_size_x=64, tile_size_y=64, stride_x=32, stride_y=32), schema=scene.schema)
+    return out
+
+
+def reference_copy(ours, target):
+    """The same chips as another tool writes them: no deep_pixel_export.json, Windows paths, shuffled."""
+    shutil.copytree(ours, target)
+    os.remove(os.path.join(target, "deep_pixel_export.json"))
+    lines = open(os.path.join(target, "map.txt")).read().splitlines()
+    lines = [ln.replace("/", "\\") for ln in lines] + [lines[0].replace("/", "\\")]
+    random.Random(1).shuffle(lines)
+    open(os.path.join(target, "map.txt"), "w").write("\r\n".join(lines) + "\r\n")
+    emd = os.path.join(target, "esri_model_definition.emd")
+    os.remove(emd)                      # classes then come from esri_accumulated_stats.json
+    return target
+
+
+def test_reference_layout_reads_like_ours(ours, tmp_path):
+    a = read_folder(ours)
+    b = read_folder(reference_copy(ours, str(tmp_path / "ref")))
+    assert len(b.chips) == len(a.chips)
+    assert [c.name.split("/", 1)[1] for c in b.chips] == [c.name.split("/", 1)[1] for c in a.chips]
+    assert [(c.value, c.name) for c in b.schema] == [(c.value, c.name) for c in a.schema]
+    np.testing.assert_allclose(b.band_stats["mean"], a.band_stats["mean"], rtol=0.02)
+    np.testing.assert_allclose(b.band_stats["std"], a.band_stats["std"], rtol=0.05)
+    assert all(c.box is not None and c.space.startswith("crs:") for c in b.chips)   # georeferenced footprints
+    both = read_chip_folders([ours, str(tmp_path / "ref")])
+    assert len(both.chips) == 2 * len(a.chips) and both.num_bands == 4
+
+
+def test_missing_label_and_bad_folders_are_explained(ours, tmp_path):
+    ref = reference_copy(ours, str(tmp_path / "ref"))
+    os.remove(os.path.join(ref, "labels", "000000003.tif"))
+    with pytest.raises(DeepPixelError, match=r"label chip .*000000003.tif listed in map.txt is missing"):
+        read_folder(ref)
+    with pytest.raises(DeepPixelError, match="map.txt is missing"):
+        read_folder(str(tmp_path))
+    with pytest.raises(DeepPixelError, match="does not exist"):
+        read_folder(str(tmp_path / "nowhere"))
+
+
+def test_conflicting_classes_between_folders(ours, tmp_path):
+    other = str(tmp_path / "other")
+    shutil.copytree(ours, other)
+    meta = json.load(open(os.path.join(other, "deep_pixel_export.json")))
+    meta["schema"]["classes"][0]["name"] = "lake"
+    json.dump(meta, open(os.path.join(other, "deep_pixel_export.json"), "w"))
+    with pytest.raises(DeepPixelError, match="Class value 1 is 'water' in one training folder and 'lake'"):
+        read_chip_folders([ours, other])
+
+
+def test_spatial_split_is_apart_and_reproducible(ours):
+    data = read_folder(ours)
+    s1 = spatial_split(data.chips, 20, seed=5)
+    s2 = spatial_split(data.chips, 20, seed=5)
+    s3 = spatial_split(data.chips, 20, seed=6)
+    assert s1 == s2 and s1["valid"] != s3["valid"]
+    assert len(s1["valid"]) >= 0.2 * len(data.chips) and s1["train"]
+    for t in s1["train"]:
+        for v in s1["valid"]:
+            a, b = data.chips[t].box, data.chips[v].box
+            assert not (a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3])
+    none = spatial_split(data.chips, 0, seed=5)
+    assert none["valid"] == [] and len(none["train"]) == len(data.chips)
