@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 
 import numpy as np
 import rasterio
 from rasterio.windows import Window
 
 from . import __version__
+from .errors import DeepPixelError
 
 EXPORT_METADATA = "deep_pixel_export.json"
 
@@ -50,8 +52,17 @@ class ChipWriter:
         return profile
 
     def _write(self, path, array, transform, nodata):
-        with rasterio.open(path, "w", **self._profile(array, transform, nodata)) as dst:
-            dst.write(array)
+        # GDAL reports some write failures (full disk, file size limit) only as log messages on
+        # close, so every chip is read back: a damaged chip is an error, never a silent output.
+        try:
+            with rasterio.open(path, "w", **self._profile(array, transform, nodata)) as dst:
+                dst.write(array)
+            with rasterio.open(path) as chk:
+                intact = np.array_equal(chk.read(), array, equal_nan=np.issubdtype(array.dtype, np.floating))
+        except (OSError, rasterio.errors.RasterioError) as e:
+            raise write_error(path, e) from e
+        if not intact:
+            raise write_error(path, "the file read back differs from what was written")
 
     def write(self, image: np.ndarray, labels: np.ndarray, window: Window, rotation: int,
               labelled_fraction: float, counts: np.ndarray) -> str:
@@ -69,6 +80,16 @@ class ChipWriter:
             "pixels_per_class": {str(v): int(n) for v, n in enumerate(counts) if v > 0 and n > 0},
         })
         return name
+
+
+def write_error(path, cause) -> DeepPixelError:
+    folder = os.path.dirname(path)
+    try:
+        free = f"{shutil.disk_usage(folder).free / 2**20:.0f} MiB free"
+    except OSError:
+        free = "free space unknown"
+    return DeepPixelError(f"Writing {path} failed ({cause}). The disk may be full ({free}) or a file size "
+                          "limit reached: free some space or choose another output folder. Nothing was kept.")
 
 
 def _dump(path, data):

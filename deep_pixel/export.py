@@ -108,8 +108,11 @@ def export_training_data(raster_path: str, samples: Samples, output_folder: str,
         with staged_folder(output_folder) as tmp:
             writer = chips_layout.ChipWriter(tmp, options.image_format.upper(), ds, options.bands)
             result = _cut(ds, info, grid, burner, writer, options, schema, progress)
-            chips_layout.write_metadata(tmp, writer, info, options, schema, class_mapping or {},
-                                        class_field, result)
+            try:
+                chips_layout.write_metadata(tmp, writer, info, options, schema, class_mapping or {},
+                                            class_field, result)
+            except OSError as e:
+                raise chips_layout.write_error(tmp, e) from e
             progress.report(1.0, f"{writer.count} chips written")
     if writer.count == 0:
         progress.warn("No chip was written: no tile had enough labelled pixels. Lower "
