@@ -1,0 +1,47 @@
+"""Export then train on the real Landsat tutorial data through scripts/qgis_process, as a user runs it."""
+import json
+import os
+
+from conftest import run_qgis_process
+
+from deep_pixel.package import load_package
+
+
+def _results(proc):
+    return json.loads(proc.stdout[proc.stdout.index("{"):])["results"]
+
+
+def test_qgis_process_help_shows_train_parameters():
+    out = run_qgis_process("help", "deeppixel:trainmodel").stdout
+    for name in ("INPUT_TRAINING_DATA", "ADDITIONAL_TRAINING_DATA", "OUTPUT_MODEL", "MAX_EPOCHS", "MODEL_TYPE",
+                 "BACKBONE", "BATCH_SIZE", "LEARNING_RATE", "VALIDATION_PERCENT", "STOP_WHEN_NOT_IMPROVING",
+                 "MONITOR", "FREEZE_BACKBONE", "PRETRAINED_MODEL", "AUGMENTATION", "MODEL_ARGUMENTS", "SEED",
+                 "DEVICE", "MODEL_DEFINITION", "SEGFORMER", "resnet34"):
+        assert name in out, name
+
+
+def test_export_then_train_on_landsat(landsat, tmp_path):
+    chips = tmp_path / "chips"
+    run_qgis_process("run", "deeppixel:exporttrainingdata", "--json", "--",
+                     f"INPUT_RASTER={landsat['image']}", f"INPUT_SAMPLES={landsat['samples']}",
+                     "CLASS_FIELD=class", "TILE_SIZE_X=64", "TILE_SIZE_Y=64", "STRIDE_X=32", "STRIDE_Y=32",
+                     f"OUTPUT_FOLDER={chips}")
+    model = tmp_path / "landsat_model"
+    proc = run_qgis_process("run", "deeppixel:trainmodel", "--json", "--",
+                            f"INPUT_TRAINING_DATA={chips}", "MAX_EPOCHS=2", "MODEL_TYPE=UNET", "BACKBONE=resnet18",
+                            "BATCH_SIZE=4", "VALIDATION_PERCENT=20", "MONITOR=accuracy",
+                            "MODEL_ARGUMENTS=chip_size=32,steps_per_epoch=3,lr_test_steps=5,class_balancing=true",
+                            "SEED=7", "DEVICE=auto", f"OUTPUT_MODEL={model}")
+    res = _results(proc)
+    assert res["MODEL_DEFINITION"] == str(model / "landsat_model.emd")
+    assert sorted(os.listdir(model)) == ["landsat_model.dlpk", "landsat_model.emd", "landsat_model.pth",
+                                         "model_metrics.html", "training_log.json"]
+    pkg = load_package(str(model / "landsat_model.dlpk"))
+    assert pkg.in_channels == 8 and pkg.bands == list(range(1, 9))
+    assert [c.name for c in pkg.schema] == ["cloud", "forest", "grassland", "urban", "water"] or len(pkg.schema) == 5
+    emd = json.load(open(res["MODEL_DEFINITION"]))
+    assert emd["SourceDataType"] == "int16" and emd["CRS"] and emd["CellSize"]
+    assert "CUDA not available" in emd["Training"]["device"] or "CUDA" in emd["Training"]["device"]
+    log = json.load(open(model / "training_log.json"))
+    assert log["lr_range_test"]["rates"] and log["validation_chips"] > 0
+    assert "Learning-rate range test picked" in proc.stdout + proc.stderr
