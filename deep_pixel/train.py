@@ -225,13 +225,15 @@ def train_model(folders, output_folder: str, options: TrainOptions | None = None
             eta = elapsed / step * (total - step)
             train_progress.report(step / total, f"epoch {epoch}/{options.max_epochs} batch {b + 1}/"
                                   f"{steps_per_epoch} loss {loss:.3f} ETA {int(eta) // 60:02d}:{int(eta) % 60:02d}")
+        train_seconds = time.monotonic() - t0
         progress.check_cancelled()
         valid_loss, cm = stepper.evaluate(maker.whole, eval_idx, class_values, options.batch_size)
         summary = cm.summary()
         record = {"epoch": epoch, "train_loss": float(np.mean(losses)), "valid_loss": valid_loss,
                   "accuracy": summary["overall_accuracy"], "miou": summary["mean_iou"],
                   "lr": optimizer.param_groups[0]["lr"], "seconds": round(time.monotonic() - t0, 2),
-                  "chips_per_second": round(steps_per_epoch * batch / max(time.monotonic() - t0, 1e-9), 2)}
+                  "train_seconds": round(train_seconds, 3),
+                  "chips_per_second": round(steps_per_epoch * batch / max(train_seconds, 1e-9), 2)}
         epochs.append(record)
         value = record[options.monitor]
         improved = _better(options.monitor, value, best)
