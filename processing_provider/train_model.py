@@ -8,10 +8,10 @@ from qgis.core import (QgsProcessingOutputFile, QgsProcessingOutputNumber, QgsPr
 
 from ..deep_pixel.device import DEVICES_HELP
 from ..deep_pixel.models import ARCHITECTURES, BACKBONES
-from ..deep_pixel.train import train_model
-from ..deep_pixel.train_options import (AUGMENTATIONS, MODEL_ARGUMENTS, MONITORS, TrainOptions,
-                                        parse_model_arguments)
-from .base import DeepPixelAlgorithm, FeedbackProgress, engine_errors
+from ..deep_pixel.train_options import AUGMENTATIONS, MODEL_ARGUMENTS, MONITORS, TrainOptions
+from .base import DeepPixelAlgorithm
+from .engine_runner import run_engine
+from .layers import option
 
 HELP = """Trains a segmentation network on chips written by Export Training Data (or by another tool in the "Classified Tiles" layout) and writes a self-describing model folder: &lt;name&gt;.emd, &lt;name&gt;.pth, &lt;name&gt;.dlpk, model_metrics.html and training_log.json. Classify Pixels takes the .emd.
 
@@ -72,30 +72,31 @@ class TrainModelAlgorithm(DeepPixelAlgorithm):
         self.addOutput(QgsProcessingOutputNumber("MIOU", "Mean IoU (validation)"))
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
-        progress = FeedbackProgress(feedback)
-        with engine_errors():
-            folders = [self.parameterAsFile(parameters, "INPUT_TRAINING_DATA", context)]
-            extra = self.parameterAsString(parameters, "ADDITIONAL_TRAINING_DATA", context) or ""
-            folders += [f.strip() for f in extra.split(";") if f.strip()]
-            lr = parameters.get("LEARNING_RATE")
-            lr = self.parameterAsDouble(parameters, "LEARNING_RATE", context) if lr not in (None, "") else 0.0
-            options = TrainOptions(
-                max_epochs=self.parameterAsInt(parameters, "MAX_EPOCHS", context),
-                model_type=self.parameterAsEnumString(parameters, "MODEL_TYPE", context),
-                backbone=self.parameterAsEnumString(parameters, "BACKBONE", context),
-                batch_size=self.parameterAsInt(parameters, "BATCH_SIZE", context),
-                learning_rate=lr or None,
-                validation_percent=self.parameterAsDouble(parameters, "VALIDATION_PERCENT", context),
-                stop_when_not_improving=self.parameterAsBool(parameters, "STOP_WHEN_NOT_IMPROVING", context),
-                monitor=self.parameterAsEnumString(parameters, "MONITOR", context),
-                freeze_backbone=self.parameterAsBool(parameters, "FREEZE_BACKBONE", context),
-                pretrained_model=self.parameterAsFile(parameters, "PRETRAINED_MODEL", context) or None,
-                augmentation=self.parameterAsEnumString(parameters, "AUGMENTATION", context),
-                model_arguments=parse_model_arguments(self.parameterAsString(parameters, "MODEL_ARGUMENTS", context)),
-                seed=self.parameterAsInt(parameters, "SEED", context),
-                device=self.parameterAsString(parameters, "DEVICE", context) or "auto")
-            output = self.parameterAsString(parameters, "OUTPUT_MODEL", context)
-            result = train_model(folders, output, options, progress)
-        return {"OUTPUT_MODEL": result.folder, "MODEL_DEFINITION": result.emd_path,
-                "BEST_EPOCH": result.best_epoch, "ACCURACY": result.summary.get("overall_accuracy"),
-                "MIOU": result.summary.get("mean_iou")}
+        folders = [self.parameterAsFile(parameters, "INPUT_TRAINING_DATA", context)]
+        extra = self.parameterAsString(parameters, "ADDITIONAL_TRAINING_DATA", context) or ""
+        folders += [f.strip() for f in extra.split(";") if f.strip()]
+        argv = ["--input-training-data", *folders,
+                "--output-model", self.parameterAsString(parameters, "OUTPUT_MODEL", context)]
+        for name in ("MAX_EPOCHS", "BATCH_SIZE", "SEED"):
+            argv += [option(name), self.parameterAsInt(parameters, name, context)]
+        for name in ("MODEL_TYPE", "BACKBONE", "MONITOR", "AUGMENTATION"):
+            argv += [option(name), self.parameterAsEnumString(parameters, name, context)]
+        argv += ["--validation-percent", repr(self.parameterAsDouble(parameters, "VALIDATION_PERCENT", context)),
+                 "--device", self.parameterAsString(parameters, "DEVICE", context) or "auto"]
+        if parameters.get("LEARNING_RATE") not in (None, ""):
+            lr = self.parameterAsDouble(parameters, "LEARNING_RATE", context)
+            if lr > 0:
+                argv += ["--learning-rate", repr(lr)]
+        if not self.parameterAsBool(parameters, "STOP_WHEN_NOT_IMPROVING", context):
+            argv.append("--no-early-stop")
+        if not self.parameterAsBool(parameters, "FREEZE_BACKBONE", context):
+            argv.append("--no-freeze-backbone")
+        pretrained = self.parameterAsFile(parameters, "PRETRAINED_MODEL", context)
+        if pretrained:
+            argv += ["--pretrained-model", pretrained]
+        model_arguments = self.parameterAsString(parameters, "MODEL_ARGUMENTS", context)
+        if model_arguments:
+            argv += ["--model-arguments", model_arguments]
+        r = run_engine("train", argv, feedback)
+        return {"OUTPUT_MODEL": r["output_model"], "MODEL_DEFINITION": r["model_definition"],
+                "BEST_EPOCH": r["best_epoch"], "ACCURACY": r["accuracy"], "MIOU": r["miou"]}
