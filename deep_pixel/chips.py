@@ -66,50 +66,105 @@ def read_map(folder: str) -> list:
     """(image, label) relative paths from map.txt: slashes normalised, sorted, duplicates dropped."""
     path = os.path.join(folder, "map.txt")
     if not os.path.isfile(path):
+        if not os.listdir(folder):
+            raise DeepPixelError(f"The training data folder {folder} is empty. Give the output folder of "
+                                 "Export Training Data (it holds map.txt, images/ and labels/).")
         raise DeepPixelError(f"{folder} is not a training chips folder: map.txt is missing. Run Export "
                              "Training Data first and give its output folder.")
     pairs = set()
-    with open(path, encoding="utf-8-sig") as f:
-        for n, line in enumerate(f, 1):
-            parts = line.strip().replace("\\", "/").split()
-            if not parts:
-                continue
-            if len(parts) != 2:
-                raise DeepPixelError(f"{path}, line {n}: expected 'images/<name> labels/<name>', got {line.strip()!r}.")
-            pairs.add(tuple(p[2:] if p.startswith("./") else p for p in parts))
+    try:
+        with open(path, encoding="utf-8-sig") as f:
+            lines = f.read().splitlines()
+    except UnicodeDecodeError as e:
+        raise DeepPixelError(f"{path} is not a text file (byte {e.start} is not UTF-8): it should list "
+                             "'images/<name> labels/<name>' lines. Export the chips again.") from None
+    except OSError as e:
+        raise DeepPixelError(f"Cannot read {path}: {e.strerror}.") from e
+    for n, line in enumerate(lines, 1):
+        parts = line.strip().replace("\\", "/").split()
+        if not parts:
+            continue
+        if len(parts) != 2 or any("\x00" in p for p in parts):
+            raise DeepPixelError(f"{path}, line {n}: expected 'images/<name> labels/<name>', got {line.strip()[:200]!r}.")
+        pairs.add(tuple(p[2:] if p.startswith("./") else p for p in parts))
     if not pairs:
         raise DeepPixelError(f"{path} lists no chips: the export wrote nothing. Export again with more "
                              "samples or OUTPUT_NOFEATURE_TILES.")
     return sorted(pairs)
 
 
+def _inside(folder, path):
+    real = os.path.realpath(path)
+    return real.startswith(os.path.realpath(folder) + os.sep)
+
+
 def _resolve(folder, rel):
-    """A map.txt path, tolerating absolute paths written on another machine (keep the tail)."""
+    """A map.txt path inside ``folder``. Absolute paths written on another machine (the reference
+    tools write them) resolve to their last two parts (``images/x.tif``) inside the folder; a chip
+    is never read from outside the chips folder (map.txt is input we do not trust)."""
     p = os.path.join(folder, rel)
-    if os.path.isfile(p):
+    if os.path.isfile(p) and _inside(folder, p):
         return p
-    tail = "/".join(rel.split("/")[-2:])
+    tail = "/".join(part for part in rel.split("/")[-2:] if part not in ("", ".", ".."))
     q = os.path.join(folder, tail)
-    return q if os.path.isfile(q) else p
+    return q if tail and os.path.isfile(q) and _inside(folder, q) else os.path.join(folder, tail or "?")
 
 
-def _load_json(path):
+def _load_json(path, progress=None):
+    """A JSON object from ``path``, or None when the file is absent, unreadable or not an object."""
+    if not os.path.isfile(path):
+        return None
     try:
         with open(path, encoding="utf-8-sig") as f:
-            return json.load(f)
-    except (OSError, ValueError):
+            data = json.load(f)
+    except (OSError, ValueError, RecursionError):
+        data = None
+    if not isinstance(data, dict):
+        if progress is not None:
+            progress.warn(f"{path} is not a readable JSON object; it is ignored.")
         return None
+    return data
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v)
+
+
+def _numbers(v, n) -> bool:
+    return isinstance(v, list) and len(v) == n and all(_number(x) for x in v)
+
+
+def _windows(meta) -> dict:
+    """image path -> (x0, y0, x1, y1) from our export metadata; malformed entries are skipped."""
+    out = {}
+    chips = meta.get("chips") if meta else None
+    for c in chips if isinstance(chips, list) else []:
+        if not isinstance(c, dict) or not isinstance(c.get("image"), str):
+            continue
+        v = [c.get(k) for k in ("col", "row", "width", "height")]
+        if all(_number(x) for x in v):
+            out[c["image"].replace("\\", "/")] = (v[0], v[1], v[0] + v[2], v[1] + v[3])
+    return out
+
+
+def _valid_stats(stats, bands) -> bool:
+    if not isinstance(stats, dict) or not _number(stats.get("count")) or stats["count"] <= 0:
+        return False
+    if not all(_numbers(stats.get(k), bands) for k in ("mean", "std", "min", "max")):
+        return False
+    return all(s >= 0 for s in stats["std"])
 
 
 def _reference_schema(folder) -> ClassSchema | None:
     stats = _load_json(os.path.join(folder, "esri_accumulated_stats.json")) or {}
     emd = _load_json(os.path.join(folder, "esri_model_definition.emd")) or {}
+    emd_classes, stats_classes = emd.get("Classes"), stats.get("Classes")
     records = [{"Value": c.get("Value"), "Name": c.get("Name"), "Color": c.get("Color")}
-               for c in emd.get("Classes") or [] if isinstance(c, dict)]
+               for c in (emd_classes if isinstance(emd_classes, list) else []) if isinstance(c, dict)]
     if not records:
         records = [{"Value": c.get("ClassValue"), "Name": c.get("ClassName"),
                     "Color": c.get("Color")}
-                   for c in stats.get("Classes") or [] if isinstance(c, dict)]
+                   for c in (stats_classes if isinstance(stats_classes, list) else []) if isinstance(c, dict)]
     records = [r for r in records if r["Value"] not in (None, 0)]
     if not records:
         return None
@@ -142,28 +197,29 @@ def read_folder(folder: str, progress: Progress | None = None) -> ChipSet:
     if not os.path.isdir(folder):
         raise DeepPixelError(f"The training data folder {folder} does not exist.")
     pairs = read_map(folder)
-    meta = _load_json(os.path.join(folder, EXPORT_METADATA))
-    windows = {}
-    if meta:
-        for c in meta.get("chips", []):
-            windows[c["image"].replace("\\", "/")] = (c["col"], c["row"], c["col"] + c["width"],
-                                                      c["row"] + c["height"])
-    chips, dtype, shape = [], None, None
+    meta = _load_json(os.path.join(folder, EXPORT_METADATA), progress)
+    windows = _windows(meta)
+    chips, dtype, shape, first_crs = [], None, None, None
     for k, (img_rel, lab_rel) in enumerate(pairs):
         progress.check_cancelled()
         image, nodata, bounds, crs = _read_raster(_resolve(folder, img_rel), "image")
         labels, _, _, _ = _read_raster(_resolve(folder, lab_rel), "label")
         if labels.shape[1:] != image.shape[1:]:
             raise DeepPixelError(f"{lab_rel} is {labels.shape[2]}x{labels.shape[1]} px but {img_rel} is "
-                                 f"{image.shape[2]}x{image.shape[1]}: image and label chips must match.")
+                                 f"{image.shape[2]}x{image.shape[1]}: image and label chips must match. "
+                                 "Re-export the chips or remove that line from map.txt.")
         if shape is None:
-            shape, dtype = image.shape, image.dtype
+            shape, dtype, first_crs = image.shape, image.dtype, crs
         elif image.shape[0] != shape[0]:
-            raise DeepPixelError(f"{img_rel} has {image.shape[0]} band(s) but the first chip has {shape[0]}.")
+            raise DeepPixelError(f"{img_rel} has {image.shape[0]} band(s) but the first chip has {shape[0]}: "
+                                 "every chip of a folder must come from the same bands. Re-export the chips.")
         valid = np.ones(image.shape[1:], bool) if nodata is None else ~np.all(image == nodata, axis=0)
         lab = labels[0]
-        if lab.dtype.kind == "f" or (lab.size and int(lab.min()) < 0):
+        if lab.dtype.kind not in "iu" or (lab.size and int(lab.min()) < 0):
             raise DeepPixelError(f"{lab_rel}: label chips must hold non-negative integer class values.")
+        if int(lab.max(initial=0)) > 65535:
+            raise DeepPixelError(f"{lab_rel} holds the class value {int(lab.max())}; class values must be "
+                                 "1 to 254 (0 = unlabelled). Renumber the classes and export again.")
         lab = lab.astype(np.uint16 if int(lab.max(initial=0)) > 255 else np.uint8)
         if img_rel in windows:
             box, space = windows[img_rel], f"window:{folder}"
@@ -173,31 +229,30 @@ def read_folder(folder: str, progress: Progress | None = None) -> ChipSet:
             box, space = None, f"chip:{folder}:{k}"
         chips.append(Chip(image, lab, valid, f"{os.path.basename(folder)}/{img_rel}", box, space))
         progress.report((k + 1) / len(pairs), f"read {k + 1}/{len(pairs)} chips")
-    bands = list(meta.get("bands") or []) if meta else []
-    if len(bands) != shape[0]:
+    meta = meta or {}
+    bands = meta.get("bands")
+    if not (isinstance(bands, list) and len(bands) == shape[0]
+            and all(isinstance(b, int) and not isinstance(b, bool) and b >= 1 for b in bands)):
         bands = list(range(1, shape[0] + 1))
     schema = None
-    if meta and meta.get("schema"):
-        schema = ClassSchema.from_records(meta["schema"].get("classes", meta["schema"])
-                                          if isinstance(meta["schema"], dict) else meta["schema"],
-                                          EXPORT_METADATA)
+    if meta.get("schema"):
+        records = meta["schema"]
+        records = records.get("classes", records) if isinstance(records, dict) else records
+        schema = ClassSchema.from_records(records, os.path.join(folder, EXPORT_METADATA))
     schema = schema or _reference_schema(folder)
-    stats = (meta or {}).get("band_stats") or {}
-    if not stats.get("count") or len(stats.get("mean", [])) != shape[0]:
-        progress.log(f"{os.path.basename(folder)}: no export band statistics; computing them from the chips.")
+    stats = meta.get("band_stats")
+    if not _valid_stats(stats, shape[0]):
+        progress.log(f"{os.path.basename(folder)}: no usable export band statistics; computing them from the chips.")
         stats = _stats_from_chips(chips)
-    src = (meta or {}).get("source") or {}
-    return ChipSet(chips=chips, schema=schema, bands=bands, band_stats=stats, dtype=str(dtype),
-                   tile_size=(shape[1], shape[2]), crs_wkt=src.get("crs_wkt") or _first_crs(folder, pairs),
-                   pixel_size=tuple(src["pixel_size"]) if src.get("pixel_size") else None,
-                   band_names=list(src.get("band_names") or []), folders=[folder])
-
-
-def _first_crs(folder, pairs):
-    try:
-        return _read_raster(_resolve(folder, pairs[0][0]), "image")[3]
-    except DeepPixelError:
-        return None
+    src = meta.get("source") if isinstance(meta.get("source"), dict) else {}
+    pixel = src.get("pixel_size")
+    names = src.get("band_names")
+    crs_wkt = src.get("crs_wkt")
+    return ChipSet(chips=chips, schema=schema, bands=list(bands), band_stats=stats, dtype=str(dtype),
+                   tile_size=(shape[1], shape[2]),
+                   crs_wkt=crs_wkt if isinstance(crs_wkt, str) and crs_wkt else first_crs,
+                   pixel_size=tuple(float(v) for v in pixel) if _numbers(pixel, 2) else None,
+                   band_names=[str(n) for n in names] if isinstance(names, list) else [], folders=[folder])
 
 
 def _stats_from_chips(chips) -> dict:

@@ -3,7 +3,9 @@
 The loop: spatially separate validation chips, band-statistics normalisation via InputTransform,
 random labelled crops with flips/rotations, cross-entropy ignoring unlabelled pixels, AdamW with
 warm-up then cosine decay (rate from a range test when none is given), evaluation every epoch,
-the best epoch kept, early stopping. Nothing is written until training ends; cancel leaves nothing.
+the best epoch kept, early stopping. The output folder appears only when training ends; meanwhile the best epoch so far is kept as a
+loadable package in ``<output>.checkpoint`` (see train_checkpoint), which survives a killed run and
+is removed on completion or cancel.
 """
 from __future__ import annotations
 
@@ -18,14 +20,15 @@ import numpy as np
 from .augment import BatchMaker, augmentation_set, label_lut
 from .chips import read_chip_folders
 from .device import select_device
-from .errors import DeepPixelError
+from .errors import Cancelled, DeepPixelError
 from .files import check_output_folder, staged_folder
 from .inputs import InputTransform
 from .lr_finder import find_learning_rate
 from .models import build_model
 from .progress import Progress, check
 from .train_options import TrainOptions, network_parameters
-from .train_package import build_emd, model_name, sample_pictures, write_model
+from .train_checkpoint import Checkpoints
+from .train_package import build_emd, model_name, sample_pictures, training_log, write_model
 from .train_split import spatial_split
 from .train_step import SegmentationLoss, Stepper, class_weights
 
@@ -61,6 +64,11 @@ def _load_pretrained(options, data, progress):
     if path.lower().endswith((".emd", ".dlpk")) or os.path.isdir(path):
         from .package import load_package
         pkg = load_package(path)
+        if (pkg.model_type, pkg.backbone.lower()) != (options.model_type, options.backbone.lower()):
+            raise DeepPixelError(f"The pretrained model {os.path.basename(path)} is {pkg.model_type}/{pkg.backbone} "
+                                 f"but MODEL_TYPE/BACKBONE are {options.model_type}/{options.backbone}: a model "
+                                 f"is fine-tuned with its own network. Set MODEL_TYPE={pkg.model_type} and "
+                                 f"BACKBONE={pkg.backbone}, or leave PRETRAINED_MODEL empty.")
         if pkg.transform.bands != data.num_bands:
             raise DeepPixelError(f"The pretrained model {os.path.basename(path)} takes {pkg.transform.bands} "
                                  f"band(s) but the chips have {data.num_bands}; fine-tune only on chips "
@@ -71,12 +79,25 @@ def _load_pretrained(options, data, progress):
     return None, {k[len("encoder."):] if k.startswith("encoder.") else k: v for k, v in state.items()}
 
 
-def _load_matching(module, state, what, progress):
+HEAD_PREFIXES = ("fc.", "classifier.", "head.", "last_linear.")   # ImageNet heads: no place in an encoder
+
+
+def _load_matching(module, state, what, progress, backbone=None):
     own = module.state_dict()
     fit = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
     if not fit:
         raise DeepPixelError(f"No weight of the {what} fits this network (wrong backbone?). Use weights "
                              "of the same BACKBONE.")
+    if backbone is not None:
+        # A first convolution of another band count may differ; anything else left over means the
+        # file was saved from another backbone (resnet18 weights half-fill a resnet34, silently).
+        unused = [k for k in state if k not in fit and not k.startswith(HEAD_PREFIXES)]
+        missing = [k for k in own if k not in fit and "num_batches_tracked" not in k]
+        if len(unused) > 2 or len(missing) > 2:
+            raise DeepPixelError(f"The {what} does not fit BACKBONE {backbone}: {len(missing)} tensor(s) of the "
+                                 f"encoder find no match and {len(unused)} of the file have no place (e.g. "
+                                 f"{(unused or missing)[0]!r}). It was saved from another backbone; set BACKBONE "
+                                 "to the one it comes from.")
     module.load_state_dict(fit, strict=False)
     skipped = len(own) - len(fit)
     progress.log(f"Loaded {len(fit)} tensors from the {what}" + (f"; {skipped} kept fresh (shapes differ or "
@@ -109,13 +130,32 @@ def _better(monitor, value, best):
 
 def train_model(folders, output_folder: str, options: TrainOptions | None = None,
                 progress: Progress | None = None) -> TrainResult:
-    """Train on one or several chips folders and write the model folder ``output_folder``."""
-    import torch
+    """Train on one or several chips folders and write the model folder ``output_folder``.
+
+    The best epoch so far is kept in ``<output_folder>.checkpoint`` while training runs.
+    """
     options = options or TrainOptions()
     progress = check(progress)
     options.validate()
     folders = [folders] if isinstance(folders, str) else list(folders)
     check_output_folder(output_folder, inputs=folders)
+    checkpoints = Checkpoints(output_folder, model_name(output_folder), folders, progress)
+    try:
+        result = _train(folders, output_folder, options, progress, checkpoints)
+    except Cancelled:
+        checkpoints.remove()
+        raise
+    except BaseException:
+        notice = checkpoints.kept_notice()
+        if notice:
+            progress.warn(notice)
+        raise
+    checkpoints.remove()
+    return result
+
+
+def _train(folders, output_folder, options, progress, checkpoints) -> TrainResult:
+    import torch
     device, reason = select_device(options.device)
     progress.log(f"Device: {reason}.")
     torch.manual_seed(options.seed)
@@ -141,7 +181,8 @@ def train_model(folders, output_folder: str, options: TrainOptions | None = None
         transform = InputTransform(data.band_stats["mean"], data.band_stats["std"], [pair] if pair else [])
         if pair:
             progress.log(f"NDVI added as an input channel (bands {data.bands[pair[0]]} nir, {data.bands[pair[1]]} red).")
-    multiple = 2 ** int(params.get("encoder_depth", 5))
+    depth = int(params.get("encoder_depth", 5))
+    multiple = 2 ** depth
     split = spatial_split(data.chips, options.validation_percent, options.seed)
     train_idx, valid_idx = split["train"], split["valid"]
     progress.log(f"{len(data.chips)} chips from {len(data.folders)} folder(s), {data.num_bands} band(s), "
@@ -153,6 +194,10 @@ def train_model(folders, output_folder: str, options: TrainOptions | None = None
                       "the best epoch are measured on the training chips.")
     eval_idx = valid_idx or train_idx
     crop = options.arg("chip_size") or (CPU_CHIP_SIZE if device.type == "cpu" else max(data.tile_size))
+    if options.arg("chip_size") and crop % multiple:    # whole chips of any size are padded instead
+        raise DeepPixelError(f"chip_size {crop} does not fit {model_type} with encoder depth {depth}: crops must "
+                             f"be a multiple of {multiple} px (2**encoder_depth), e.g. {multiple}, {2 * multiple}, "
+                             f"{4 * multiple} or {8 * multiple}. Change chip_size in MODEL_ARGUMENTS.")
     lut = label_lut(class_values, ignore)
     maker = BatchMaker(data.chips, transform, lut, crop, multiple,
                        augmentation_set(options.augmentation, options.arg("augmentations")),
@@ -169,7 +214,7 @@ def train_model(folders, output_folder: str, options: TrainOptions | None = None
         _load_matching(model, torch.load(pkg.weights_path, map_location="cpu", weights_only=True),
                        "pretrained model", progress)
     elif encoder_state is not None:
-        _load_matching(model.encoder, encoder_state, "encoder weights file", progress)
+        _load_matching(model.encoder, encoder_state, "encoder weights file", progress, backbone)
     frozen = bool(options.pretrained_model) and options.freeze_backbone
     _freeze(model, frozen)
     model.to(device).train()
@@ -203,6 +248,31 @@ def train_model(folders, output_folder: str, options: TrainOptions | None = None
     train_progress = progress.sub(0.08, 0.95) if lr_test else progress.sub(0.03, 0.95)
     started = time.monotonic()
     step = 0
+    name = model_name(output_folder)
+
+    def predict(x):
+        with torch.no_grad():
+            return np.asarray(class_values)[stepper.forward(stepper.to_device(x)).float().argmax(1).cpu().numpy()]
+
+    def write_best(folder, checkpoint=None):
+        """The package of the best epoch so far (``model`` holds its weights) into ``folder``."""
+        log = training_log(epochs, best_epoch, options, stopped_early, lr, lr_test, reason, crop, data, split,
+                           model_type, backbone, why, params)
+        was_training = model.training
+        model.eval()
+        try:
+            pictures = sample_pictures(predict, data, eval_idx, schema, transform, multiple)
+        finally:
+            model.train(was_training)
+            if frozen and was_training:
+                model.encoder.eval()
+        emd = build_emd(name, data, schema, options, model_type, backbone, transform.channels, params, transform,
+                        best_summary, log, data.tile_size)
+        if checkpoint:
+            emd["Checkpoint"] = checkpoint
+        write_model(folder, name, best_state, emd, log, best_summary, schema, pictures)
+        return log
+
     for epoch in range(1, options.max_epochs + 1):
         if frozen and options.arg("unfreeze_after") and epoch == options.arg("unfreeze_after") + 1:
             frozen = False
@@ -227,7 +297,16 @@ def train_model(folders, output_folder: str, options: TrainOptions | None = None
                                   f"{steps_per_epoch} loss {loss:.3f} ETA {int(eta) // 60:02d}:{int(eta) % 60:02d}")
         train_seconds = time.monotonic() - t0
         progress.check_cancelled()
-        valid_loss, cm = stepper.evaluate(maker.whole, eval_idx, class_values, options.batch_size)
+        n_eval = math.ceil(len(eval_idx) / max(1, min(stepper.micro, options.batch_size)))
+        evaluated = [0]
+
+        def eval_batch(indices):
+            evaluated[0] += 1
+            train_progress.report(step / total, f"epoch {epoch}/{options.max_epochs} validation "
+                                  f"{evaluated[0]}/{n_eval}")
+            progress.check_cancelled()
+            return maker.whole(indices)
+        valid_loss, cm = stepper.evaluate(eval_batch, eval_idx, class_values, options.batch_size)
         summary = cm.summary()
         record = {"epoch": epoch, "train_loss": float(np.mean(losses)), "valid_loss": valid_loss,
                   "accuracy": summary["overall_accuracy"], "miou": summary["mean_iou"],
@@ -246,35 +325,23 @@ def train_model(folders, output_folder: str, options: TrainOptions | None = None
         progress.log(f"Epoch {epoch}: train loss {record['train_loss']:.4f}, valid loss {valid_loss:.4f}, "
                      f"accuracy {_pct(record['accuracy'])}, mIoU {_pct(record['miou'])}"
                      + (" (best so far)" if best_epoch == epoch else ""))
+        if best_epoch == epoch:
+            progress.check_cancelled()
+            checkpoints.save(epoch, lambda folder: write_best(folder, checkpoint={
+                "epoch": epoch, "epochs_run": epoch, "complete": False,
+                "note": "best epoch so far of an unfinished training run"}))
+            train_progress.report(step / total, f"epoch {epoch}: checkpoint written")
+            progress.check_cancelled()
         if options.stop_when_not_improving and stale >= patience:
             stopped_early = True
             progress.log(f"Stopping: {options.monitor} did not improve for {patience} epochs.")
             break
     model.load_state_dict(best_state)
     model.eval()
-    name = model_name(output_folder)
-    log = {"epochs": epochs, "best_epoch": best_epoch, "monitor": options.monitor, "stopped_early": stopped_early,
-           "learning_rate": lr, "lr_range_test": lr_test, "device": reason, "chip_size": crop,
-           "training_chips": len(train_idx), "validation_chips": len(valid_idx), "dropped_chips": len(split["dropped"]),
-           "split": {"train": [data.chips[i].name for i in train_idx],
-                     "valid": [data.chips[i].name for i in valid_idx]},
-           "settings": {"architecture": model_type, "backbone": backbone, "network": why, **params,
-                        "batch_size": options.batch_size, "max_epochs": options.max_epochs,
-                        "learning_rate": f"{lr:.3g}" + (" (range test)" if lr_test else ""),
-                        "validation_percent": options.validation_percent, "monitor": options.monitor,
-                        "augmentation": options.augmentation, "seed": options.seed, "device": reason,
-                        "model_arguments": options.model_arguments, "folders": "; ".join(data.folders)}}
-
-    def predict(x):
-        with torch.no_grad():
-            return np.asarray(class_values)[stepper.forward(stepper.to_device(x)).float().argmax(1).cpu().numpy()]
     progress.report(0.96, "writing the model package")
-    pictures = sample_pictures(predict, data, eval_idx, schema, transform, multiple)
-    emd = build_emd(name, data, schema, options, model_type, backbone, transform.channels, params, transform,
-                    best_summary, log, data.tile_size)
     with staged_folder(output_folder) as tmp:
         progress.check_cancelled()
-        write_model(tmp, name, best_state, emd, log, best_summary, schema, pictures)
+        log = write_best(tmp)
     emd_path = os.path.join(output_folder, name + ".emd")
     progress.report(1.0, f"model written: best epoch {best_epoch}")
     progress.log(f"Model written to {output_folder} (best epoch {best_epoch}, accuracy "

@@ -56,6 +56,24 @@ def build_emd(name, data, schema, options, model_type, backbone, in_channels, pa
     }
 
 
+def training_log(epochs, best_epoch, options, stopped_early, lr, lr_test, reason, crop, data, split,
+                 model_type, backbone, why, params) -> dict:
+    """training_log.json (also the source of the report and the .emd's Training section)."""
+    train_idx, valid_idx = split["train"], split["valid"]
+    return {"epochs": list(epochs), "best_epoch": best_epoch, "monitor": options.monitor,
+            "stopped_early": stopped_early, "learning_rate": lr, "lr_range_test": lr_test, "device": reason,
+            "chip_size": crop, "training_chips": len(train_idx), "validation_chips": len(valid_idx),
+            "dropped_chips": len(split["dropped"]),
+            "split": {"train": [data.chips[i].name for i in train_idx],
+                      "valid": [data.chips[i].name for i in valid_idx]},
+            "settings": {"architecture": model_type, "backbone": backbone, "network": why, **params,
+                         "batch_size": options.batch_size, "max_epochs": options.max_epochs,
+                         "learning_rate": f"{lr:.3g}" + (" (range test)" if lr_test else ""),
+                         "validation_percent": options.validation_percent, "monitor": options.monitor,
+                         "augmentation": options.augmentation, "seed": options.seed, "device": reason,
+                         "model_arguments": options.model_arguments, "folders": "; ".join(data.folders)}}
+
+
 def sample_pictures(model_predict, data, indices, schema, transform, multiple, max_count=4) -> list:
     """Up to ``max_count`` (data URI, caption) of image | reference | prediction."""
     names = [n.lower() for n in data.band_names]
