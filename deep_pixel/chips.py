@@ -12,6 +12,7 @@ many times, so reading from disk per step would dominate on CPU).
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass, field
 
@@ -127,7 +128,12 @@ def _load_json(path, progress=None):
 
 
 def _number(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v)
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return False
+    try:
+        return math.isfinite(v)
+    except OverflowError:       # an integer beyond float range
+        return False
 
 
 def _numbers(v, n) -> bool:
@@ -142,7 +148,7 @@ def _windows(meta) -> dict:
         if not isinstance(c, dict) or not isinstance(c.get("image"), str):
             continue
         v = [c.get(k) for k in ("col", "row", "width", "height")]
-        if all(_number(x) for x in v):
+        if all(_number(x) for x in v) and v[2] > 0 and v[3] > 0:
             out[c["image"].replace("\\", "/")] = (v[0], v[1], v[0] + v[2], v[1] + v[3])
     return out
 
@@ -185,8 +191,8 @@ def _read_raster(path, what):
             nodata = ds.nodata
             bounds = ds.bounds if not ds.transform.is_identity else None
             crs = ds.crs.to_wkt() if ds.crs else None
-    except rasterio.errors.RasterioError as e:
-        raise DeepPixelError(f"Cannot read the {what} chip {path}: {e}.") from e
+    except (OSError, ValueError, rasterio.errors.RasterioError) as e:   # RasterioIOError is an OSError
+        raise DeepPixelError(f"Cannot read the {what} chip {path}: {e}. Re-export the chips or fix map.txt.") from e
     return data, nodata, bounds, crs
 
 

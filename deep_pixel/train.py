@@ -300,10 +300,10 @@ def _train(folders, output_folder, options, progress, checkpoints) -> TrainResul
         n_eval = math.ceil(len(eval_idx) / max(1, min(stepper.micro, options.batch_size)))
         evaluated = [0]
 
-        def eval_batch(indices):
-            evaluated[0] += 1
-            train_progress.report(step / total, f"epoch {epoch}/{options.max_epochs} validation "
-                                  f"{evaluated[0]}/{n_eval}")
+        def eval_batch(indices, done=evaluated, at=f"epoch {epoch}/{options.max_epochs} validation", n=n_eval,
+                       fraction=step / total):
+            done[0] += 1
+            train_progress.report(fraction, f"{at} {done[0]}/{n}")
             progress.check_cancelled()
             return maker.whole(indices)
         valid_loss, cm = stepper.evaluate(eval_batch, eval_idx, class_values, options.batch_size)
@@ -327,8 +327,8 @@ def _train(folders, output_folder, options, progress, checkpoints) -> TrainResul
                      + (" (best so far)" if best_epoch == epoch else ""))
         if best_epoch == epoch:
             progress.check_cancelled()
-            checkpoints.save(epoch, lambda folder: write_best(folder, checkpoint={
-                "epoch": epoch, "epochs_run": epoch, "complete": False,
+            checkpoints.save(epoch, lambda folder, e=epoch: write_best(folder, checkpoint={
+                "epoch": e, "epochs_run": e, "complete": False,
                 "note": "best epoch so far of an unfinished training run"}))
             train_progress.report(step / total, f"epoch {epoch}: checkpoint written")
             progress.check_cancelled()
