@@ -136,6 +136,26 @@ def test_killed_training_keeps_a_loadable_checkpoint(exported, tmp_path):
     assert classes.shape == (2, 64, 64) and set(np.unique(classes)) <= set(pkg.class_values)
 
 
+def test_error_after_an_epoch_keeps_the_checkpoint_and_says_where(tmp_path, monkeypatch):
+    import deep_pixel.train as train
+    a = write_chips(tmp_path / "a")
+    stale = tmp_path / "m.checkpoint"
+    stale.mkdir()
+    (stale / "m.emd").write_text("{}")                        # an interrupted earlier run's checkpoint
+
+    def full_disk(target):
+        raise DeepPixelError("Writing failed: disk full (simulated).")
+    monkeypatch.setattr(train, "staged_folder", full_disk)
+    progress = Reports()
+    with pytest.raises(DeepPixelError, match="disk full"):
+        train_model(a, str(tmp_path / "m"), tiny(max_epochs=1, validation_percent=0), progress)
+    assert any("earlier checkpoint" in m and str(stale) in m for m in progress.messages)
+    assert any(m.startswith("Warning: Training stopped before completing; the best model so far (epoch 1) is kept "
+                            f"in {stale}") for m in progress.messages)
+    assert not (tmp_path / "m").exists() and sorted(os.listdir(tmp_path)) == ["a", "m.checkpoint"]
+    assert load_package(str(stale)).emd["Checkpoint"]["epoch"] == 1     # ours replaced the stale one
+
+
 # -- 2. cancel at several points -----------------------------------------------------------------
 
 @pytest.mark.parametrize("where", ["learning-rate test", "epoch 1/2 batch 1/", "epoch 1/2 validation 1/",
@@ -323,3 +343,23 @@ def _copy(base):
     folder = os.path.join(parent, "chips")
     shutil.copytree(base, folder)
     return folder
+
+
+@pytest.mark.parametrize("name,content", [
+    ("deep_pixel_export.json", b"[1]"), ("deep_pixel_export.json", b'{"chips": 5}'),
+    ("deep_pixel_export.json", b'{"bands": 7}'), ("deep_pixel_export.json", b'{"source": [], "band_stats": []}'),
+    ("deep_pixel_export.json", b'{"band_stats": {"count": 1, "mean": [1, 2, 3, 4]}}'),
+    ("deep_pixel_export.json", b'{"chips": [{"image": "images/000000000.tif", "col": 0, "row": 0, "width": 0}]}'),
+    ("deep_pixel_export.json", b"[" * 100000), ("esri_accumulated_stats.json", b'{"Classes": 3}'),
+    ("map.txt", b"\xff\xfe"), ("map.txt", b"images/000000000.tif map.txt"),
+    ("map.txt", b"/etc/passwd labels/000000000.tif"),
+])
+def test_crashes_found_by_fuzzing_stay_fixed(base_folder, name, content):
+    """Inputs that crashed the reader (AttributeError, TypeError, UnicodeDecodeError, RasterioIOError...)."""
+    folder = _copy(base_folder)
+    try:
+        with open(os.path.join(folder, name), "wb") as f:
+            f.write(content)
+        _check_reads(folder)
+    finally:
+        shutil.rmtree(os.path.dirname(folder))
