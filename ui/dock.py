@@ -1,0 +1,85 @@
+"""The Deep Pixel labeling dock: a raster, then Schema / Samples / Export tabs."""
+from __future__ import annotations
+
+from qgis.core import QgsMapLayerProxyModel
+from qgis.gui import QgsDockWidget, QgsMapLayerComboBox
+from qgis.PyQt.QtWidgets import QFormLayout, QLabel, QTabWidget, QVBoxLayout, QWidget
+
+from .export_panel import ExportPanel
+from .samples_panel import SamplesPanel
+from .schema_panel import SchemaPanel
+
+
+class DeepPixelDock(QgsDockWidget):
+    def __init__(self, iface, parent=None):
+        super().__init__("Deep Pixel", parent or (iface.mainWindow() if iface is not None else None))
+        self.setObjectName("DeepPixelDock")
+        self.iface = iface
+        body = QWidget()
+        self.raster_combo = QgsMapLayerComboBox()
+        self.raster_combo.setFilters(QgsMapLayerProxyModel.Filter.RasterLayer)
+        self.raster_combo.setAllowEmptyLayer(True)
+        self.raster_combo.setToolTip("The image the samples label: pixel counts and the export use it")
+        top = QFormLayout()
+        top.addRow("Raster", self.raster_combo)
+
+        self.tabs = QTabWidget()
+        self.schema_panel = SchemaPanel(layer_source=self._layer_and_field)
+        self.samples_panel = SamplesPanel(iface, raster_source=self.raster)
+        self.export_panel = ExportPanel(raster_source=self.raster, samples_source=self._samples_for_export,
+                                        schema_source=self._schema_for_export)
+        self.tabs.addTab(self.schema_panel, "Schema")
+        self.tabs.addTab(self.samples_panel, "Samples")
+        self.tabs.addTab(self.export_panel, "Export")
+
+        self.message = QLabel()
+        self.message.setWordWrap(True)
+        self.message.hide()
+
+        layout = QVBoxLayout(body)
+        layout.setContentsMargins(6, 6, 6, 6)
+        layout.addLayout(top)
+        layout.addWidget(self.tabs, 1)
+        layout.addWidget(self.message)
+        self.setWidget(body)
+
+        self.schema_panel.schemaChanged.connect(self.samples_panel.set_schema)
+        self.schema_panel.currentClassChanged.connect(self.samples_panel.set_current_class)
+        self.samples_panel.layerChanged.connect(lambda _layer: self.export_panel.update_inputs())
+        self.samples_panel.field_combo.fieldChanged.connect(lambda _f: self.export_panel.update_inputs())
+        self.raster_combo.layerChanged.connect(self._raster_changed)
+        self.samples_panel.message.connect(self.show_message)
+        self.export_panel.message.connect(lambda text, error: self.show_message(text, error) if error else None)
+        self.tabs.currentChanged.connect(lambda _i: self.show_message(""))
+        self.samples_panel.set_schema(self.schema_panel.schema)
+        self._raster_changed(self.raster_combo.currentLayer())
+
+    # -- shared state -------------------------------------------------------------------------------
+    def raster(self):
+        return self.raster_combo.currentLayer()
+
+    def set_raster(self, layer):
+        self.raster_combo.setLayer(layer)
+
+    def _raster_changed(self, _layer):
+        self.samples_panel.refresh_table()
+        self.export_panel.update_inputs()
+
+    def _layer_and_field(self):
+        return self.samples_panel.layer(), self.samples_panel.class_field()
+
+    def _samples_for_export(self):
+        return self.samples_panel.layer(), self.samples_panel.class_field(), self.samples_panel.save_edits
+
+    def _schema_for_export(self):
+        s = self.schema_panel
+        return s.schema, s.path, s.modified
+
+    def show_message(self, text: str, error: bool = False):
+        self.message.setStyleSheet("color: #b00020;" if error else "")
+        self.message.setText(text)
+        self.message.setVisible(bool(text))
+
+    def closeEvent(self, event):  # noqa: N802
+        self.samples_panel.deactivate_tools()
+        super().closeEvent(event)
