@@ -97,6 +97,7 @@ class DeepPixelPlugin:
             self.toolbar.deleteLater()
             self.toolbar = None
         if self.dock is not None:
+            self.dock.cleanup()
             self.iface.removeDockWidget(self.dock)
             self.dock.deleteLater()
             self.dock = None

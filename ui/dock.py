@@ -80,6 +80,12 @@ class DeepPixelDock(QgsDockWidget):
         self.message.setText(text)
         self.message.setVisible(bool(text))
 
+    def cleanup(self):
+        """Before the plugin unloads: no map tool of ours may stay on the canvas."""
+        self.samples_panel.remove_tools()
+        if self.export_panel.running():
+            self.export_panel.cancel()
+
     def closeEvent(self, event):  # noqa: N802
         self.samples_panel.deactivate_tools()
         super().closeEvent(event)

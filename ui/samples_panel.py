@@ -397,6 +397,14 @@ class SamplesPanel(QWidget):
         for b in self.tool_buttons.values():
             b.setChecked(False)
 
+    def remove_tools(self):
+        """Take the map tools off the canvas and delete them (the dock is going away)."""
+        self.deactivate_tools()
+        for tool in self.tools.values():
+            tool.reset()
+            tool.deleteLater()
+        self.tools = {}
+
     def undo(self):
         if self._layer is not None and self._layer.isEditable():
             self._layer.undoStack().undo()

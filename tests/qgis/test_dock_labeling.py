@@ -30,7 +30,21 @@ def mouse(canvas, kind, x, y, button=Qt.MouseButton.LeftButton):
 
 
 @pytest.fixture
-def dock(qgis_iface, qgis_canvas, qgis_new_project, deeppixel_provider, scene):
+def provider(qgis_processing):
+    """The Deep Pixel provider for these tests only: removed again so later plugin tests start clean."""
+    from deeppixel.processing_provider.provider import DeepPixelProvider
+    registry = QgsApplication.processingRegistry()
+    added = None
+    if registry.providerById("deeppixel") is None:
+        added = DeepPixelProvider()
+        assert registry.addProvider(added)
+    yield registry.providerById("deeppixel")
+    if added is not None:
+        registry.removeProvider(added)
+
+
+@pytest.fixture
+def dock(qgis_iface, qgis_canvas, qgis_new_project, provider, scene):
     from deeppixel.ui.dock import DeepPixelDock
     raster = QgsRasterLayer(scene.image, "scene")
     assert raster.isValid()
@@ -216,3 +230,47 @@ def test_export_from_the_dock_runs_as_a_task(dock, qgis_canvas, scene, tmp_path)
     assert export.start()
     assert wait_for(lambda: bool(done), timeout=180)
     assert not done[0][0] and "Export failed" in export.status.text()
+
+
+def test_cancel_an_export_from_the_dock(dock, scene, tmp_path):
+    layer = QgsVectorLayer(scene.samples, "existing", "ogr")
+    QgsProject.instance().addMapLayer(layer)
+    dock.samples_panel.set_layer(layer, "Classvalue")
+    export = dock.export_panel
+    export.output.setFilePath(str(tmp_path / "chips"))
+    for spin in (export.tile_x, export.tile_y):
+        spin.setValue(32)
+    for spin in (export.stride_x, export.stride_y):
+        spin.setValue(8)  # thousands of chips: the cancel lands long before the end
+    export.nofeature.setChecked(True)
+    done = []
+    export.finished.connect(lambda ok, results: done.append(ok))
+    assert export.start()
+    export.cancel()
+    assert wait_for(lambda: bool(done), timeout=120)
+    assert done == [False] and "cancelled" in export.status.text()
+    assert export.run_button.isEnabled() and not export.cancel_button.isEnabled()
+
+
+def test_plugin_opens_the_dock_and_unload_removes_its_tools(qgis_iface, qgis_canvas, qgis_new_project):
+    """plugin.show_dock (the toolbar's dock action) and unload; initGui is covered by test_plugin_gui."""
+    import deeppixel
+    from deeppixel.ui.dock import DeepPixelDock
+    plugin = deeppixel.classFactory(qgis_iface)
+    try:
+        plugin.show_dock()
+        assert isinstance(plugin.dock, DeepPixelDock)
+        assert [plugin.dock.tabs.tabText(i) for i in range(3)] == ["Schema", "Samples", "Export"]
+        dock = plugin.dock
+        plugin.show_dock()
+        assert plugin.dock is dock  # one dock, shown again
+        dock.schema_panel.add_class(ClassInfo(1, "water", (0, 0, 255)))
+        layer = QgsVectorLayer("Polygon?crs=EPSG:32633&field=Classvalue:integer", "mem", "memory")
+        QgsProject.instance().addMapLayer(layer)
+        dock.samples_panel.set_layer(layer, "Classvalue")
+        tool = dock.samples_panel.activate_tool("rectangle")
+        assert qgis_canvas.mapTool() is tool
+    finally:
+        plugin.unload()
+    assert qgis_canvas.mapTool() is None and plugin.dock is None
+    QgsProject.instance().removeAllMapLayers()
