@@ -9,9 +9,10 @@ from qgis.core import (
     QgsProcessingAlgRunnerTask,
     QgsProcessingContext,
     QgsProcessingFeedback,
+    QgsMapLayerProxyModel,
     QgsProject,
 )
-from qgis.gui import QgsFileWidget
+from qgis.gui import QgsFileWidget, QgsMapLayerComboBox
 from qgis.PyQt.QtCore import pyqtSignal
 from qgis.PyQt.QtWidgets import (
     QCheckBox,
@@ -111,6 +112,18 @@ class ExportPanel(QWidget):
         self.min_fraction.setDecimals(2)
         self.min_fraction.setValue(d.min_labelled_fraction)
         form.addRow("Min. labelled fraction", self.min_fraction)
+        self.buffer = QDoubleSpinBox()
+        self.buffer.setRange(0.0, 1e6)
+        self.buffer.setDecimals(2)
+        self.buffer.setValue(d.buffer_radius)
+        self.buffer.setToolTip("Radius around point samples, in the raster's CRS units")
+        form.addRow("Point buffer radius", self.buffer)
+        self.mask = QgsMapLayerComboBox()
+        self.mask.setFilters(QgsMapLayerProxyModel.Filter.PolygonLayer)
+        self.mask.setAllowEmptyLayer(True)
+        self.mask.setLayer(None)
+        self.mask.setToolTip("Optional: chips only inside these polygons")
+        form.addRow("Mask polygons", self.mask)
         self.nofeature = QCheckBox("Also export tiles without samples")
         self.nofeature.setChecked(d.output_nofeature_tiles)
         form.addRow(self.nofeature)
@@ -171,6 +184,10 @@ class ExportPanel(QWidget):
         }
         if field:
             params["CLASS_FIELD"] = field
+        if self.buffer.value() > 0:
+            params["BUFFER_RADIUS"] = self.buffer.value()
+        if self.mask.currentLayer() is not None:
+            params["MASK_POLYGONS"] = layer_parameter(self.mask.currentLayer())
         schema_path = self._schema_file()
         if schema_path:
             params["CLASS_SCHEMA"] = schema_path

@@ -214,6 +214,15 @@ def test_export_from_the_dock_runs_as_a_task(dock, qgis_canvas, scene, tmp_path)
     export.tile_y.setValue(128)
     export.stride_x.setValue(128)
     export.stride_y.setValue(128)
+    params = export.parameters()
+    assert params["INPUT_RASTER"] == scene.image and params["INPUT_SAMPLES"].split("|")[0] == scene.samples
+    assert params["CLASS_FIELD"] == "Classvalue" and params["TILE_SIZE_X"] == 128
+    assert "MASK_POLYGONS" not in params and "BUFFER_RADIUS" not in params
+    mask = QgsVectorLayer("Polygon?crs=EPSG:32633", "mask", "memory")
+    QgsProject.instance().addMapLayer(mask)
+    export.mask.setLayer(mask)
+    assert export.parameters()["MASK_POLYGONS"] == mask.id()  # memory layers go by id
+    export.mask.setLayer(None)
     done = []
     export.finished.connect(lambda ok, results: done.append((ok, results)))
     assert export.start()
