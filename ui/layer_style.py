@@ -1,12 +1,80 @@
-"""Sample layer styling: a categorized renderer whose categories and colours come from the schema."""
+"""The sample layer: creating it (GeoPackage with the sample fields) and styling it by class
+(a categorized renderer whose categories and colours come from the schema)."""
 from __future__ import annotations
 
-from qgis.core import QgsCategorizedSymbolRenderer, QgsFillSymbol, QgsRendererCategory, QgsSymbol, QgsWkbTypes
+import os
+
+from qgis.core import (
+    Qgis,
+    QgsCategorizedSymbolRenderer,
+    QgsField,
+    QgsFields,
+    QgsFillSymbol,
+    QgsProject,
+    QgsRendererCategory,
+    QgsSymbol,
+    QgsVectorFileWriter,
+    QgsVectorLayer,
+    QgsWkbTypes,
+)
 from qgis.PyQt.QtGui import QColor
 
 # Fill opacity of sample polygons: the raster under them must stay readable while labelling.
 FILL_ALPHA = 110
 OTHER_COLOR = (160, 160, 160)
+SAMPLE_LAYER_NAME = "samples"
+CLASS_FIELD_PREFERENCE = ("Classvalue", "Value", "Classname", "class")
+
+
+def _field_type(kind: str):
+    """A field type QgsField accepts on this QGIS (QVariant on Qt5 builds, QMetaType from 3.38)."""
+    if Qgis.QGIS_VERSION_INT >= 33800:
+        from qgis.PyQt.QtCore import QMetaType
+        return QMetaType.Type.QString if kind == "text" else QMetaType.Type.Int
+    from qgis.PyQt.QtCore import QVariant
+    return QVariant.Type.String if kind == "text" else QVariant.Type.Int
+
+
+def sample_fields() -> QgsFields:
+    fields = QgsFields()
+    fields.append(QgsField("Classname", _field_type("text")))
+    fields.append(QgsField("Classvalue", _field_type("int")))
+    for name in ("RED", "GREEN", "BLUE"):
+        fields.append(QgsField(name, _field_type("int")))
+    return fields
+
+
+def create_sample_layer(path: str, crs, layer_name: str = SAMPLE_LAYER_NAME, add_to_project: bool = True):
+    """A new polygon GeoPackage layer with the sample fields in ``crs``; returns the loaded layer."""
+    options = QgsVectorFileWriter.SaveVectorOptions()
+    options.driverName = "GPKG"
+    options.layerName = layer_name
+    if os.path.exists(path):
+        # Add a layer to an existing GeoPackage instead of replacing the file.
+        options.actionOnExistingFile = QgsVectorFileWriter.ActionOnExistingFile.CreateOrOverwriteLayer
+    writer = QgsVectorFileWriter.create(path, sample_fields(), QgsWkbTypes.Type.Polygon, crs,
+                                        QgsProject.instance().transformContext(), options)
+    if writer.hasError() != QgsVectorFileWriter.WriterError.NoError:
+        message = writer.errorMessage()
+        del writer
+        raise OSError(f"Cannot create {path}: {message}")
+    del writer  # closes the file
+    layer = QgsVectorLayer(f"{path}|layername={layer_name}", layer_name, "ogr")
+    if not layer.isValid():
+        raise OSError(f"The new sample layer {path} cannot be opened.")
+    if add_to_project:
+        QgsProject.instance().addMapLayer(layer)
+    return layer
+
+
+def default_class_field(layer) -> str:
+    names = [f.name() for f in layer.fields()] if layer is not None else []
+    lower = {n.lower(): n for n in names}
+    for pref in CLASS_FIELD_PREFERENCE:
+        if pref.lower() in lower:
+            return lower[pref.lower()]
+    ints = [f.name() for f in layer.fields() if f.isNumeric()] if layer is not None else []
+    return ints[0] if ints else (names[0] if names else "")
 
 
 def is_text_field(layer, field_name: str) -> bool:

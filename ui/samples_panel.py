@@ -6,18 +6,13 @@ import os
 
 from qgis.core import (
     NULL,
-    Qgis,
     QgsCoordinateTransform,
     QgsDistanceArea,
     QgsFeatureRequest,
-    QgsField,
-    QgsFields,
     QgsMapLayerProxyModel,
     QgsProject,
     QgsUnitTypes,
-    QgsVectorFileWriter,
     QgsVectorLayer,
-    QgsWkbTypes,
 )
 from qgis.gui import QgsFieldComboBox, QgsMapLayerComboBox
 from qgis.PyQt.QtCore import Qt, QTimer, pyqtSignal
@@ -41,64 +36,11 @@ from qgis.PyQt.QtWidgets import (
 )
 
 from ..deep_pixel.schema import ClassSchema
-from .layer_style import apply_schema_style
+from .layer_style import apply_schema_style, create_sample_layer, default_class_field
 from .map_tools import TOOLS
 from .schema_panel import swatch
 
-SAMPLE_LAYER_NAME = "samples"
-CLASS_FIELD_PREFERENCE = ("Classvalue", "Value", "Classname", "class")
 COLUMNS = ("Class", "Value", "Polygons", "Area", "Pixels")
-
-
-def _field_type(kind: str):
-    """A field type QgsField accepts on this QGIS (QVariant on Qt5 builds, QMetaType from 3.38)."""
-    if Qgis.QGIS_VERSION_INT >= 33800:
-        from qgis.PyQt.QtCore import QMetaType
-        return QMetaType.Type.QString if kind == "text" else QMetaType.Type.Int
-    from qgis.PyQt.QtCore import QVariant
-    return QVariant.Type.String if kind == "text" else QVariant.Type.Int
-
-
-def sample_fields() -> QgsFields:
-    fields = QgsFields()
-    fields.append(QgsField("Classname", _field_type("text")))
-    fields.append(QgsField("Classvalue", _field_type("int")))
-    for name in ("RED", "GREEN", "BLUE"):
-        fields.append(QgsField(name, _field_type("int")))
-    return fields
-
-
-def create_sample_layer(path: str, crs, layer_name: str = SAMPLE_LAYER_NAME, add_to_project: bool = True):
-    """A new polygon GeoPackage layer with the sample fields in ``crs``; returns the loaded layer."""
-    options = QgsVectorFileWriter.SaveVectorOptions()
-    options.driverName = "GPKG"
-    options.layerName = layer_name
-    if os.path.exists(path):
-        # Add a layer to an existing GeoPackage instead of replacing the file.
-        options.actionOnExistingFile = QgsVectorFileWriter.ActionOnExistingFile.CreateOrOverwriteLayer
-    writer = QgsVectorFileWriter.create(path, sample_fields(), QgsWkbTypes.Type.Polygon, crs,
-                                        QgsProject.instance().transformContext(), options)
-    if writer.hasError() != QgsVectorFileWriter.WriterError.NoError:
-        message = writer.errorMessage()
-        del writer
-        raise OSError(f"Cannot create {path}: {message}")
-    del writer  # closes the file
-    layer = QgsVectorLayer(f"{path}|layername={layer_name}", layer_name, "ogr")
-    if not layer.isValid():
-        raise OSError(f"The new sample layer {path} cannot be opened.")
-    if add_to_project:
-        QgsProject.instance().addMapLayer(layer)
-    return layer
-
-
-def default_class_field(layer) -> str:
-    names = [f.name() for f in layer.fields()] if layer is not None else []
-    lower = {n.lower(): n for n in names}
-    for pref in CLASS_FIELD_PREFERENCE:
-        if pref.lower() in lower:
-            return lower[pref.lower()]
-    ints = [f.name() for f in layer.fields() if f.isNumeric()] if layer is not None else []
-    return ints[0] if ints else (names[0] if names else "")
 
 
 def format_area(m2: float) -> str:
