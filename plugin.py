@@ -29,8 +29,10 @@ class DeepPixelPlugin:
     def initProcessing(self):  # noqa: N802
         if self.provider is None:
             from .processing_provider.provider import DeepPixelProvider
-            self.provider = DeepPixelProvider()
-            QgsApplication.processingRegistry().addProvider(self.provider)
+            provider = DeepPixelProvider()
+            # A duplicate id is refused and the registry deletes the refused provider.
+            if QgsApplication.processingRegistry().addProvider(provider):
+                self.provider = provider
 
     def initGui(self):  # noqa: N802
         self.initProcessing()

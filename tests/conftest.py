@@ -55,11 +55,11 @@ def deeppixel_provider(qgis_processing):
     """The plugin's Processing provider, registered in the test QGIS application."""
     from qgis.core import QgsApplication
     registry = QgsApplication.processingRegistry()
+    added = None
     if registry.providerById("deeppixel") is None:
         from deeppixel.processing_provider.provider import DeepPixelProvider
-        _keep_alive.append(DeepPixelProvider())  # a Python reference keeps the provider alive
-        registry.addProvider(_keep_alive[-1])
-    return registry.providerById("deeppixel")
-
-
-_keep_alive = []
+        added = DeepPixelProvider()  # this Python reference keeps the provider alive during the test
+        registry.addProvider(added)
+    yield registry.providerById("deeppixel")
+    if added is not None and registry.providerById("deeppixel") is not None:
+        registry.removeProvider("deeppixel")  # later tests (the plugin's own load/unload) start clean

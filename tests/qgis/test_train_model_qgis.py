@@ -67,7 +67,7 @@ def test_processing_run_trainmodel(deeppixel_provider, scene, tmp_path):
 
 def test_bad_parameters_are_processing_errors(deeppixel_provider, tmp_path):
     import processing
-    with pytest.raises(QgsProcessingException, match="map.txt is missing"):
+    with pytest.raises(QgsProcessingException, match="is empty"):
         processing.run("deeppixel:trainmodel", {"INPUT_TRAINING_DATA": str(tmp_path),
                                                 "OUTPUT_MODEL": str(tmp_path / "m")})
     with pytest.raises(QgsProcessingException, match="unknown key"):
