@@ -64,11 +64,12 @@ def _load_pretrained(options, data, progress):
     if path.lower().endswith((".emd", ".dlpk")) or os.path.isdir(path):
         from .package import load_package
         pkg = load_package(path)
-        if (pkg.model_type, pkg.backbone.lower()) != (options.model_type, options.backbone.lower()):
+        if options.network_given and \
+                (pkg.model_type, pkg.backbone.lower()) != (options.model_type, options.backbone.lower()):
             raise DeepPixelError(f"The pretrained model {os.path.basename(path)} is {pkg.model_type}/{pkg.backbone} "
                                  f"but MODEL_TYPE/BACKBONE are {options.model_type}/{options.backbone}: a model "
                                  f"is fine-tuned with its own network. Set MODEL_TYPE={pkg.model_type} and "
-                                 f"BACKBONE={pkg.backbone}, or leave PRETRAINED_MODEL empty.")
+                                 f"BACKBONE={pkg.backbone} (or leave both out), or leave PRETRAINED_MODEL empty.")
         if pkg.transform.bands != data.num_bands:
             raise DeepPixelError(f"The pretrained model {os.path.basename(path)} takes {pkg.transform.bands} "
                                  f"band(s) but the chips have {data.num_bands}; fine-tune only on chips "

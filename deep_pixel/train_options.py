@@ -53,6 +53,8 @@ class TrainOptions:
     model_arguments: dict = field(default_factory=dict)
     seed: int = 0
     device: str = "auto"
+    # False when MODEL_TYPE/BACKBONE were not given: a pretrained package then brings its own network.
+    network_given: bool = True
 
     def arg(self, key):
         return self.model_arguments.get(key, MODEL_ARGUMENTS[key][1])

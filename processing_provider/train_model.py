@@ -18,7 +18,7 @@ HELP = """Trains a segmentation network on chips written by Export Training Data
 <b>Training data</b>: a chips folder; more folders (same bands) in <i>Additional training data</i>, separated by ';'.
 <b>Unlabelled pixels</b> (value 0) are ignored by the loss and the metrics. Validation chips are spatially apart from training chips; the best epoch is kept.
 <b>Learning rate</b>: empty = found with a learning-rate range test.
-<b>Pretrained model</b>: a model of ours (.emd/.dlpk) to fine-tune (its architecture, backbone and normalisation are used), or an encoder weights file (.pth).
+<b>Pretrained model</b>: a model of ours (.emd/.dlpk) to fine-tune (its architecture, backbone and normalisation are used; leave MODEL_TYPE and BACKBONE out, or set them to the model's), or an encoder weights file (.pth).
 <b>On CPU</b> the U-Net family uses a light decoder (encoder depth 4, decoder 64-32-16-16: about 6x faster) and 64 px random crops unless MODEL_ARGUMENTS say otherwise (decoder=default, chip_size=N).
 <b>Model arguments</b> (key=value, comma-separated): """ + "; ".join(f"<i>{k}</i>: {v[2]}" for k, v in MODEL_ARGUMENTS.items()) + "."
 
@@ -80,6 +80,9 @@ class TrainModelAlgorithm(DeepPixelAlgorithm):
         for name in ("MAX_EPOCHS", "BATCH_SIZE", "SEED"):
             argv += [option(name), self.parameterAsInt(parameters, name, context)]
         for name in ("MODEL_TYPE", "BACKBONE", "MONITOR", "AUGMENTATION"):
+            # Left out, MODEL_TYPE/BACKBONE come from a pretrained package (or the engine's defaults).
+            if name in ("MODEL_TYPE", "BACKBONE") and parameters.get(name) in (None, ""):
+                continue
             argv += [option(name), self.parameterAsEnumString(parameters, name, context)]
         argv += ["--validation-percent", repr(self.parameterAsDouble(parameters, "VALIDATION_PERCENT", context)),
                  "--device", self.parameterAsString(parameters, "DEVICE", context) or "auto"]

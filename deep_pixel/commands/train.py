@@ -14,8 +14,9 @@ def add_arguments(p):
     p.add_argument("--input-training-data", required=True, nargs="+", help="one or more chips folders")
     p.add_argument("--output-model", required=True, help="new or empty folder for the model package")
     p.add_argument("--max-epochs", type=int, default=d.max_epochs)
-    p.add_argument("--model-type", choices=list(ARCHITECTURES), default=d.model_type)
-    p.add_argument("--backbone", default=d.backbone, help="e.g. " + ", ".join(BACKBONES))
+    p.add_argument("--model-type", choices=list(ARCHITECTURES),
+                   help=f"default {d.model_type}, or the pretrained model's")
+    p.add_argument("--backbone", help=f"default {d.backbone}, or the pretrained model's; e.g. " + ", ".join(BACKBONES))
     p.add_argument("--batch-size", type=int, default=d.batch_size)
     p.add_argument("--learning-rate", type=float, default=d.learning_rate,
                    help="empty: found with a learning-rate range test")
@@ -34,8 +35,10 @@ def add_arguments(p):
 
 
 def run(args, progress):
+    d = TrainOptions()
     options = TrainOptions(
-        max_epochs=args.max_epochs, model_type=args.model_type, backbone=args.backbone,
+        max_epochs=args.max_epochs, model_type=args.model_type or d.model_type, backbone=args.backbone or d.backbone,
+        network_given=bool(args.model_type or args.backbone),
         batch_size=args.batch_size, learning_rate=args.learning_rate,
         validation_percent=args.validation_percent, stop_when_not_improving=args.stop_when_not_improving,
         monitor=args.monitor, freeze_backbone=args.freeze_backbone, pretrained_model=args.pretrained_model,

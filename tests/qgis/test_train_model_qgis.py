@@ -40,6 +40,13 @@ def test_export_then_train_in_a_processing_model(deeppixel_provider, scene, tmp_
     assert os.path.isfile(tmp_path / "model" / "model.emd")
     pkg = load_package(str(tmp_path / "model" / "model.emd"))
     assert pkg.backbone == "resnet18" and pkg.num_classes == 5
+    # Fine-tuning with MODEL_TYPE/BACKBONE left out takes the package's network (resnet18, not the default)
+    import processing
+    tuned = processing.run("deeppixel:trainmodel", {
+        "INPUT_TRAINING_DATA": str(tmp_path / "chips"), "PRETRAINED_MODEL": str(tmp_path / "model" / "model.emd"),
+        "MAX_EPOCHS": 1, "BATCH_SIZE": 2, "LEARNING_RATE": 0.002, "MODEL_ARGUMENTS": TINY, "DEVICE": "cpu",
+        "OUTPUT_MODEL": str(tmp_path / "tuned")})
+    assert load_package(tuned["MODEL_DEFINITION"]).backbone == "resnet18"
 
 
 def test_processing_run_trainmodel(deeppixel_provider, scene, tmp_path):
