@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from qgis.core import QgsMapLayerProxyModel
 from qgis.gui import QgsDockWidget, QgsMapLayerComboBox
-from qgis.PyQt.QtWidgets import QFormLayout, QLabel, QTabWidget, QVBoxLayout, QWidget
+from qgis.PyQt.QtWidgets import QHBoxLayout, QLabel, QPushButton, QTabWidget, QVBoxLayout, QWidget
 
 from .export_panel import ExportPanel
 from .samples_panel import SamplesPanel
@@ -20,8 +20,13 @@ class DeepPixelDock(QgsDockWidget):
         self.raster_combo.setFilters(QgsMapLayerProxyModel.Filter.RasterLayer)
         self.raster_combo.setAllowEmptyLayer(True)
         self.raster_combo.setToolTip("The image the samples label: pixel counts and the export use it")
-        top = QFormLayout()
-        top.addRow("Raster", self.raster_combo)
+        self.diagnostics_button = QPushButton("Diagnostics")
+        self.diagnostics_button.setToolTip("What the engine runs on: versions, CUDA, missing packages")
+        self.diagnostics_button.clicked.connect(self.show_diagnostics)
+        top = QHBoxLayout()
+        top.addWidget(QLabel("Raster"))
+        top.addWidget(self.raster_combo, 1)
+        top.addWidget(self.diagnostics_button)
 
         self.tabs = QTabWidget()
         self.schema_panel = SchemaPanel(layer_source=self._layer_and_field)
@@ -53,6 +58,18 @@ class DeepPixelDock(QgsDockWidget):
         self.tabs.currentChanged.connect(lambda _i: self.show_message(""))
         self.samples_panel.set_schema(self.schema_panel.schema)
         self._raster_changed(self.raster_combo.currentLayer())
+        self._say_what_is_missing()
+
+    def _say_what_is_missing(self):
+        from ..deep_pixel.diagnostics import missing, missing_message
+        from ..processing_provider.engine_runner import engine_python
+        absent = [] if engine_python() else missing()   # an external engine brings its own packages
+        if absent:
+            self.show_message(missing_message(absent), error=True)
+
+    def show_diagnostics(self):
+        from .diagnostics_dialog import DiagnosticsDialog
+        DiagnosticsDialog(self).exec()
 
     # -- shared state -------------------------------------------------------------------------------
     def raster(self):

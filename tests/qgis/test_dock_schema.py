@@ -86,3 +86,24 @@ def test_import_from_sample_layer_values_names_and_colours(qgis_app, scene):
     assert panel.import_from_layer(layer, "Classname") is None
     assert panel.schema.values == scene.schema.values
     QgsProject.instance().removeAllMapLayers()
+
+
+def test_dock_says_what_is_missing_and_how_to_install_it(qgis_iface, monkeypatch):
+    """torch made unimportable (as in a QGIS whose Python lacks it): the dock names it and the fix."""
+    import sys
+
+    from deeppixel.ui.dock import DeepPixelDock
+    monkeypatch.delenv("DEEP_PIXEL_PYTHON", raising=False)
+    monkeypatch.setitem(sys.modules, "torch", None)
+    dock = DeepPixelDock(qgis_iface)
+    try:
+        text = dock.message.text()
+        assert not dock.message.isHidden()
+        assert "torch" in text and "-m pip install" in text
+        assert dock.diagnostics_button.isEnabled()
+    finally:
+        dock.deleteLater()
+    monkeypatch.undo()
+    dock = DeepPixelDock(qgis_iface)
+    assert dock.message.isHidden()           # with everything installed there is nothing to say
+    dock.deleteLater()
