@@ -51,8 +51,10 @@ install-plugin: setup
 zip:
 	$(SYSPY) scripts/build_zip.py
 
+# ruff (style and bugs) and bandit (security, as the official QGIS plugin repository runs it).
 lint: setup
 	$(PY) -m ruff check .
+	$(PY) -m bandit -q -r deep_pixel processing_provider ui plugin.py __init__.py
 
 clean:
 	rm -rf .qgis demo_output .pytest_cache

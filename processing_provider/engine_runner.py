@@ -14,7 +14,8 @@ import importlib
 import json
 import os
 import queue
-import subprocess
+# The engine runs in the user-chosen Python: an argument list, never a shell.
+import subprocess  # nosec B404
 import tempfile
 import threading
 
@@ -83,7 +84,7 @@ def _run_external(python: str, command: str, argv: list, feedback) -> dict:
     if feedback is not None:
         feedback.pushInfo(f"External engine: {python}")
     with tempfile.TemporaryFile(mode="w+", encoding="utf-8") as err:
-        proc = subprocess.Popen(cmd, cwd=PLUGIN_ROOT, env=env, stdout=subprocess.PIPE, stderr=err,
+        proc = subprocess.Popen(cmd, cwd=PLUGIN_ROOT, env=env, stdout=subprocess.PIPE, stderr=err,  # nosec B603
                                 text=True, encoding="utf-8")
         lines: queue.Queue = queue.Queue()
         threading.Thread(target=_reader, args=(proc.stdout, lines), daemon=True).start()
