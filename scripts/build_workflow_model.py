@@ -81,14 +81,14 @@ def build() -> QgsProcessingModelAlgorithm:
         "TILE_SIZE_X": p("TILE_SIZE"), "TILE_SIZE_Y": p("TILE_SIZE")})
     child(model, "train", "deeppixel:trainmodel", "Train Model", {
         "INPUT_TRAINING_DATA": out("export", "OUTPUT_FOLDER"), "MAX_EPOCHS": p("MAX_EPOCHS")},
-        [("Model folder", "OUTPUT_MODEL", "Trained model folder")])
+        [("model_folder", "OUTPUT_MODEL", "Trained model folder")])
     child(model, "classify", "deeppixel:classifypixels", "Classify Pixels", {
         "INPUT_RASTER": p("INPUT_RASTER"), "MODEL_DEFINITION": out("train", "MODEL_DEFINITION")},
-        [("Classified raster", "OUTPUT_RASTER", "Classified raster")])
+        [("classified", "OUTPUT_RASTER", "Classified raster")])
     child(model, "accuracy", "deeppixel:computeaccuracy", "Compute Accuracy", {
         "INPUT_CLASSIFIED": out("classify", "OUTPUT_RASTER"), "REFERENCE": p("REFERENCE"),
         "CLASS_FIELD": p("REFERENCE_CLASS_FIELD")},
-        [("Accuracy report", "OUTPUT_REPORT", "Accuracy report (HTML)")])
+        [("accuracy_report", "OUTPUT_REPORT", "Accuracy report (HTML)")])
     for i, child_id in enumerate(("export", "train", "classify", "accuracy")):
         c = model.childAlgorithm(child_id)
         c.setPosition(QPointF(320 + 230 * i, 120 + 90 * i))
