@@ -1,0 +1,96 @@
+"""Processing algorithm ``deeppixel:classifypixels``."""
+from __future__ import annotations
+
+import os
+
+from qgis.core import (QgsProcessing, QgsProcessingException, QgsProcessingOutputNumber,
+                       QgsProcessingParameterBoolean, QgsProcessingParameterFeatureSource,
+                       QgsProcessingParameterFile, QgsProcessingParameterNumber,
+                       QgsProcessingParameterRasterDestination, QgsProcessingParameterRasterLayer,
+                       QgsProcessingParameterString)
+
+from ..deep_pixel.classify_options import ClassifyOptions
+from ..deep_pixel.device import DEVICES_HELP
+from .base import DeepPixelAlgorithm
+from .engine_runner import run_engine
+from .layers import raster_path, vector_file
+
+HELP = """Classifies every pixel of a raster with a model trained by Train Model (its .emd or .dlpk). The output is a GeoTIFF of class values (0 = nodata) with the model's colours and class names; in QGIS it is added with a paletted renderer, and a .qml style is written beside it.
+
+<b>Tile size</b>: 0 uses the model's chip size, at least 256 px (the networks are fully convolutional; larger tiles keep more context). <b>Padding</b>: pixels at each tile border that are blended with the neighbouring tiles (default: a quarter of the tile); tiles overlap and their probabilities are averaged with a smooth window, so no seams appear.
+<b>Predict background</b>: off means classes named background/other are not predicted (their pixels go to the most likely other class).
+<b>Test-time augmentation</b>: averages the 8 flips and rotations (8x slower, usually a little more accurate).
+<b>Mask polygons</b>: only pixels inside them are classified; the rest is nodata. Nodata input pixels stay nodata.
+<b>Confidence</b>: an optional raster of the winning class's probability (0-1).
+The raster must have the model's bands in the model's order; a pixel size far from the model's is refused with the resampling command to use."""
+
+
+class ClassifyPixelsAlgorithm(DeepPixelAlgorithm):
+    NAME = "classifypixels"
+    DISPLAY = "Classify Pixels"
+    HELP = HELP
+
+    def initAlgorithm(self, config=None):  # noqa: N802
+        d = ClassifyOptions()
+        self.addParameter(QgsProcessingParameterRasterLayer("INPUT_RASTER", "Input raster"))
+        self.addParameter(QgsProcessingParameterFile(
+            "MODEL_DEFINITION", "Model definition (.emd or .dlpk)", fileFilter="Deep Pixel models (*.emd *.dlpk)"))
+        self.addParameter(QgsProcessingParameterNumber(
+            "TILE_SIZE", "Tile size (pixels; 0 = the model's chip size, at least 256)", QgsProcessingParameterNumber.Integer,
+            defaultValue=d.tile_size, minValue=0))
+        self.addParameter(QgsProcessingParameterNumber(
+            "PADDING", "Padding (pixels; empty = tile size / 4)", QgsProcessingParameterNumber.Integer,
+            optional=True, minValue=0))
+        self.addParameter(QgsProcessingParameterNumber(
+            "BATCH_SIZE", "Batch size", QgsProcessingParameterNumber.Integer, defaultValue=d.batch_size, minValue=1))
+        self.addParameter(QgsProcessingParameterBoolean(
+            "PREDICT_BACKGROUND", "Predict background classes", defaultValue=d.predict_background))
+        self.addParameter(QgsProcessingParameterBoolean(
+            "TEST_TIME_AUGMENTATION", "Test-time augmentation (8 flips/rotations)",
+            defaultValue=d.test_time_augmentation))
+        self.addParameter(QgsProcessingParameterFeatureSource(
+            "MASK_POLYGONS", "Classify only inside these polygons", [QgsProcessing.TypeVectorPolygon], optional=True))
+        self.addParameter(QgsProcessingParameterString("DEVICE", f"Device ({DEVICES_HELP})", defaultValue=d.device))
+        self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT_RASTER", "Classified raster"))
+        self.addParameter(QgsProcessingParameterRasterDestination(
+            "OUTPUT_CONFIDENCE", "Confidence raster (winning class probability)", optional=True,
+            createByDefault=False))
+        self.addOutput(QgsProcessingOutputNumber("TILES", "Tiles classified"))
+
+    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
+        raster = raster_path(self.parameterAsRasterLayer(parameters, "INPUT_RASTER", context), "INPUT_RASTER")
+        model = self.parameterAsFile(parameters, "MODEL_DEFINITION", context)
+        if not model:
+            raise QgsProcessingException("MODEL_DEFINITION: give the .emd or .dlpk written by Train Model.")
+        output = self.parameterAsOutputLayer(parameters, "OUTPUT_RASTER", context)
+        if not output.lower().endswith((".tif", ".tiff")):
+            raise QgsProcessingException(f"OUTPUT_RASTER {output}: Classify Pixels writes GeoTIFF; use a .tif name.")
+        argv = ["--input-raster", raster, "--model-definition", model, "--output-raster", output,
+                "--tile-size", self.parameterAsInt(parameters, "TILE_SIZE", context),
+                "--batch-size", self.parameterAsInt(parameters, "BATCH_SIZE", context),
+                "--device", self.parameterAsString(parameters, "DEVICE", context) or "auto"]
+        if parameters.get("PADDING") not in (None, ""):
+            argv += ["--padding", self.parameterAsInt(parameters, "PADDING", context)]
+        if not self.parameterAsBool(parameters, "PREDICT_BACKGROUND", context):
+            argv.append("--no-predict-background")
+        if self.parameterAsBool(parameters, "TEST_TIME_AUGMENTATION", context):
+            argv.append("--test-time-augmentation")
+        if parameters.get("MASK_POLYGONS") not in (None, ""):
+            mask, _layer_name = vector_file(self, parameters, "MASK_POLYGONS", context, feedback)
+            argv += ["--mask-polygons", mask]
+        confidence = None
+        if parameters.get("OUTPUT_CONFIDENCE") not in (None, ""):
+            confidence = self.parameterAsOutputLayer(parameters, "OUTPUT_CONFIDENCE", context)
+            if confidence:
+                argv += ["--output-confidence", confidence]
+        r = run_engine("classify", argv, feedback)
+        from .styling import ClassStylePostProcessor, write_style_file
+        classes = r.get("classes") or []
+        if classes:
+            write_style_file(output, classes)
+            ClassStylePostProcessor.attach(context, output, classes,
+                                           os.path.splitext(os.path.basename(output))[0])
+        results = {"OUTPUT_RASTER": output, "TILES": r["tiles"]}
+        if confidence:
+            results["OUTPUT_CONFIDENCE"] = confidence
+        return results

@@ -1,0 +1,58 @@
+"""Class rasters styled in QGIS: a paletted renderer with the model's colours and class names.
+
+The style is applied when Processing loads the output into the project (a layer post-processor,
+also for outputs of the graphical modeler) and saved as a ``.qml`` beside the GeoTIFF, which QGIS
+reads as the default style whenever the file is opened later (qgis_process runs included).
+"""
+from __future__ import annotations
+
+import os
+
+from qgis.core import QgsPalettedRasterRenderer, QgsProcessingLayerPostProcessorInterface, QgsRasterLayer
+from qgis.PyQt.QtGui import QColor
+
+
+def paletted_renderer(layer, classes):
+    items = [QgsPalettedRasterRenderer.Class(int(c["value"]), QColor(*c["color"][:3]), f"{c['value']} {c['name']}")
+             for c in classes]
+    return QgsPalettedRasterRenderer(layer.dataProvider(), 1, items)
+
+
+def style_layer(layer, classes) -> None:
+    layer.setRenderer(paletted_renderer(layer, classes))
+    layer.triggerRepaint()
+
+
+def write_style_file(raster_path: str, classes) -> str | None:
+    """Save ``<raster>.qml`` (QGIS's default style for that file); returns its path."""
+    layer = QgsRasterLayer(raster_path, os.path.basename(raster_path), "gdal")
+    if not layer.isValid():
+        return None
+    style_layer(layer, classes)
+    qml = os.path.splitext(raster_path)[0] + ".qml"
+    _message, ok = layer.saveNamedStyle(qml)
+    return qml if ok else None
+
+
+class ClassStylePostProcessor(QgsProcessingLayerPostProcessorInterface):
+    """Styles the class raster once Processing has added it to the project."""
+    _alive = []   # Processing keeps only a C++ pointer: hold the Python objects until used
+
+    def __init__(self, classes, name=None):
+        super().__init__()
+        self.classes = classes
+        self.name = name
+
+    def postProcessLayer(self, layer, context, feedback):  # noqa: N802
+        if isinstance(layer, QgsRasterLayer):
+            style_layer(layer, self.classes)
+            if self.name:
+                layer.setName(self.name)
+
+    @classmethod
+    def attach(cls, context, output_path: str, classes, name=None) -> None:
+        if not context.willLoadLayerOnCompletion(output_path):
+            return
+        processor = cls(classes, name)
+        cls._alive.append(processor)
+        context.layerToLoadOnCompletionDetails(output_path).setPostProcessor(processor)
