@@ -18,7 +18,7 @@ from .accumulator import StripAccumulator, decide
 from .classify_checks import bands_to_read, check_grid, excluded_classes
 from .classify_options import ClassifyOptions, TileParams
 from .errors import DeepPixelError
-from .geotiff_out import CONFIDENCE_NODATA, NODATA, StagedGeoTiff, class_dtype, class_tags, colormap_and_names
+from .geotiff_out import CONFIDENCE_NODATA, NODATA, StagedGeoTiff, class_dtype, class_tags, colormap
 from .progress import Progress, check
 from .raster import describe, open_raster, valid_mask
 
@@ -137,15 +137,15 @@ def classify_raster(input_path, package, output_path, options, progress) -> Clas
 
             for r0 in rows:
                 flush(acc.advance(r0))
-                strip, valid = _read_strip(ds, bands, info, r0, tile.tile, cols[-1] + tile.tile, mask)
-                acc.mark_valid(r0, valid)
-                _classify_strip(strip, valid, r0, cols, tile.tile, package.transform, predictor, acc,
+                strip, valid, keep = _read_strip(ds, bands, info, r0, tile.tile, cols[-1] + tile.tile, mask)
+                acc.mark_valid(r0, keep)
+                _classify_strip(strip, valid, keep, r0, cols, tile.tile, package.transform, predictor, acc,
                                 options.batch_size, total, state, progress)
             flush(acc.finish())
             progress.report(1.0, "writing overviews and metadata")
-            colormap, names = colormap_and_names(package.schema)
-            out.finish(colormap=colormap if dtype == "uint8" else None, tags=class_tags(package, options, tile))
-            out.set_category_names(names)
+            out.finish(colormap=colormap(package.schema) if dtype == "uint8" else None,
+                       tags=class_tags(package, options, tile))
+            out.set_style([c.to_json() for c in package.schema.classes])
             if conf is not None:
                 conf.finish(tags={"DEEP_PIXEL_CONFIDENCE": "probability of the winning class (blended)"})
             progress.check_cancelled()
@@ -176,18 +176,20 @@ def _mirror(a, pad_rows, pad_cols):
 
 
 def _read_strip(ds, bands, info, r0, t, width_needed, mask):
-    """(bands, t, width_needed) values and (rows, width) valid pixels for the rows [r0, r0 + t)."""
+    """Rows [r0, r0 + t): (bands, t, width_needed) values, and (rows, width) masks of the pixels with
+    data (the network's input) and of those to classify (with data and inside the mask polygons)."""
     h = min(t, info.height - r0)
     data = ds.read(bands, window=Window(0, r0, info.width, h))
     valid = valid_mask(data, info.nodata)
-    if mask is not None:
-        valid &= mask(Window(0, r0, info.width, h))
-    return _mirror(data, t - h, width_needed - info.width), valid
+    keep = valid & mask(Window(0, r0, info.width, h)) if mask is not None else valid
+    return _mirror(data, t - h, width_needed - info.width), valid, keep
 
 
-def _classify_strip(strip, valid, r0, cols, t, transform, predictor, acc, batch_size, total, state, progress):
+def _classify_strip(strip, valid, keep, r0, cols, t, transform, predictor, acc, batch_size, total, state,
+                    progress):
     valid = _mirror(valid, strip.shape[1] - valid.shape[0], strip.shape[2] - valid.shape[1])
-    pending = [c0 for c0 in cols if valid[:, c0:c0 + t].any()]
+    keep = _mirror(keep, strip.shape[1] - keep.shape[0], strip.shape[2] - keep.shape[1])
+    pending = [c0 for c0 in cols if keep[:, c0:c0 + t].any()]
     skipped = len(cols) - len(pending)
     state["skipped"] += skipped
     state["done"] += skipped

@@ -1,6 +1,6 @@
 """Writing classified rasters strip by strip: tiled, compressed GeoTIFF under a temporary name.
 
-The class raster gets nodata 0, a colour table and category names from the model's classes,
+The class raster gets nodata 0, a colour table and a QGIS style (.qml) from the model's classes,
 internal overviews and the model's hash and parameters as metadata. Nothing carries the target's
 name until ``commit()``; ``discard()`` (cancel, error) removes every temporary file.
 """
@@ -19,7 +19,7 @@ from .errors import DeepPixelError
 
 NODATA = 0
 CONFIDENCE_NODATA = -1.0
-SIDECARS = ("", ".aux.xml", ".ovr", ".msk")
+SIDECARS = ("", ".aux.xml", ".ovr", ".msk", ".qml")
 
 
 def class_dtype(values) -> str:
@@ -72,26 +72,22 @@ class StagedGeoTiff:
                 ds.update_tags(ns="rio_overview", resampling="nearest")
         ds.close()
 
-    def set_category_names(self, names: list) -> None:
-        """Category names for GDAL and QGIS (stored in the .aux.xml sidecar, renamed with the file)."""
-        try:
-            from osgeo import gdal
-        except ImportError:
-            return
-        gds = gdal.Open(self.tmp, gdal.GA_Update)
-        if gds is not None:
-            gds.GetRasterBand(1).SetCategoryNames(names)
-            gds = None
+    def set_style(self, classes) -> None:
+        """Write the QGIS style beside the temporary file; it is renamed with it."""
+        from .qml import class_style_xml
+        with open(self.tmp + ".qml", "w", encoding="utf-8") as f:
+            f.write(class_style_xml(classes))
 
     def commit(self) -> str:
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(self.tmp, 0o666 & ~umask)        # mkstemp made it private; outputs get normal permissions
         for ext in SIDECARS:
+            final = os.path.splitext(self.target)[0] + ext if ext == ".qml" else self.target + ext
             if os.path.exists(self.tmp + ext):
-                os.replace(self.tmp + ext, self.target + ext)
-            elif ext and os.path.exists(self.target + ext):
-                os.remove(self.target + ext)          # a stale sidecar of an older file would mislead
+                os.replace(self.tmp + ext, final)
+            elif ext and os.path.exists(final):
+                os.remove(final)                      # a stale sidecar of an older file would mislead
         return self.target
 
     def discard(self) -> None:
@@ -116,11 +112,8 @@ def class_tags(package, options, tile) -> dict:
                                                  "test_time_augmentation": options.test_time_augmentation})}
 
 
-def colormap_and_names(schema) -> tuple:
-    top = max(schema.values)
-    colormap = {0: (0, 0, 0, 0)}
-    names = [""] * (top + 1)
+def colormap(schema) -> dict:
+    table = {0: (0, 0, 0, 0)}
     for c in schema.classes:
-        colormap[c.value] = tuple(c.color[:3]) + (255,)
-        names[c.value] = c.name
-    return colormap, names
+        table[c.value] = tuple(c.color[:3]) + (255,)
+    return table

@@ -17,7 +17,7 @@ from .layers import raster_path, vector_file
 
 HELP = """Classifies every pixel of a raster with a model trained by Train Model (its .emd or .dlpk). The output is a GeoTIFF of class values (0 = nodata) with the model's colours and class names; in QGIS it is added with a paletted renderer, and a .qml style is written beside it.
 
-<b>Tile size</b>: 0 uses the model's chip size, at least 256 px (the networks are fully convolutional; larger tiles keep more context). <b>Padding</b>: pixels at each tile border that are blended with the neighbouring tiles (default: a quarter of the tile); tiles overlap and their probabilities are averaged with a smooth window, so no seams appear.
+<b>Tile size</b>: 0 uses the model's chip size, at least 384 px (the networks are fully convolutional; larger tiles keep more context). <b>Padding</b>: pixels at each tile border that are blended with the neighbouring tiles (default: a quarter of the tile); tiles overlap and their probabilities are averaged with a smooth window, so no seams appear.
 <b>Predict background</b>: off means classes named background/other are not predicted (their pixels go to the most likely other class).
 <b>Test-time augmentation</b>: averages the 8 flips and rotations (8x slower, usually a little more accurate).
 <b>Mask polygons</b>: only pixels inside them are classified; the rest is nodata. Nodata input pixels stay nodata.
@@ -36,7 +36,7 @@ class ClassifyPixelsAlgorithm(DeepPixelAlgorithm):
         self.addParameter(QgsProcessingParameterFile(
             "MODEL_DEFINITION", "Model definition (.emd or .dlpk)", fileFilter="Deep Pixel models (*.emd *.dlpk)"))
         self.addParameter(QgsProcessingParameterNumber(
-            "TILE_SIZE", "Tile size (pixels; 0 = the model's chip size, at least 256)", QgsProcessingParameterNumber.Integer,
+            "TILE_SIZE", "Tile size (pixels; 0 = the model's chip size, at least 384)", QgsProcessingParameterNumber.Integer,
             defaultValue=d.tile_size, minValue=0))
         self.addParameter(QgsProcessingParameterNumber(
             "PADDING", "Padding (pixels; empty = tile size / 4)", QgsProcessingParameterNumber.Integer,
@@ -84,10 +84,9 @@ class ClassifyPixelsAlgorithm(DeepPixelAlgorithm):
             if confidence:
                 argv += ["--output-confidence", confidence]
         r = run_engine("classify", argv, feedback)
-        from .styling import ClassStylePostProcessor, write_style_file
+        from .styling import ClassStylePostProcessor
         classes = r.get("classes") or []
         if classes:
-            write_style_file(output, classes)
             ClassStylePostProcessor.attach(context, output, classes,
                                            os.path.splitext(os.path.basename(output))[0])
         results = {"OUTPUT_RASTER": output, "TILES": r["tiles"]}

@@ -1,12 +1,10 @@
 """Class rasters styled in QGIS: a paletted renderer with the model's colours and class names.
 
 The style is applied when Processing loads the output into the project (a layer post-processor,
-also for outputs of the graphical modeler) and saved as a ``.qml`` beside the GeoTIFF, which QGIS
-reads as the default style whenever the file is opened later (qgis_process runs included).
+also for outputs of the graphical modeler); the engine also writes a ``.qml`` beside the GeoTIFF,
+which QGIS reads as the default style whenever the file is opened later.
 """
 from __future__ import annotations
-
-import os
 
 from qgis.core import QgsPalettedRasterRenderer, QgsProcessingLayerPostProcessorInterface, QgsRasterLayer
 from qgis.PyQt.QtGui import QColor
@@ -21,17 +19,6 @@ def paletted_renderer(layer, classes):
 def style_layer(layer, classes) -> None:
     layer.setRenderer(paletted_renderer(layer, classes))
     layer.triggerRepaint()
-
-
-def write_style_file(raster_path: str, classes) -> str | None:
-    """Save ``<raster>.qml`` (QGIS's default style for that file); returns its path."""
-    layer = QgsRasterLayer(raster_path, os.path.basename(raster_path), "gdal")
-    if not layer.isValid():
-        return None
-    style_layer(layer, classes)
-    qml = os.path.splitext(raster_path)[0] + ".qml"
-    _message, ok = layer.saveNamedStyle(qml)
-    return qml if ok else None
 
 
 class ClassStylePostProcessor(QgsProcessingLayerPostProcessorInterface):

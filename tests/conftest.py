@@ -63,3 +63,25 @@ def deeppixel_provider(qgis_processing):
     yield registry.providerById("deeppixel")
     if added is not None and registry.providerById("deeppixel") is not None:
         registry.removeProvider("deeppixel")  # later tests (the plugin's own load/unload) start clean
+
+
+@pytest.fixture(scope="session")
+def trained_scene_model(scene, tmp_path_factory):
+    """A small U-Net trained for real on the synthetic scene (about 20 s on 2 CPU cores): its .emd path.
+
+    Good enough that classifications mean something (checked against the scene's true classes).
+    """
+    from deep_pixel.export import ExportOptions, export_training_data
+    from deep_pixel.samples import Samples
+    from deep_pixel.train import train_model
+    from deep_pixel.train_options import TrainOptions
+    from deep_pixel.vector_io import read_vector
+    base = tmp_path_factory.mktemp("scene_model")
+    vec = read_vector(scene.samples)
+    samples = Samples(vec.geometries, [int(v) for v in vec.attributes["Classvalue"]], vec.crs_wkt)
+    export_training_data(scene.image, samples, str(base / "chips"),
+                         ExportOptions(tile_size_x=64, tile_size_y=64, stride_x=32, stride_y=32), scene.schema)
+    result = train_model([str(base / "chips")], str(base / "model"), TrainOptions(
+        max_epochs=12, backbone="resnet18", batch_size=8, learning_rate=2e-3, device="cpu",
+        stop_when_not_improving=False, model_arguments={"chip_size": 64}))
+    return result.emd_path
