@@ -79,3 +79,26 @@ def test_external_engine_errors_are_reported(fresh_install, landsat, tmp_path):
                        f"INPUT_RASTER={landsat['image']}", f"INPUT_SAMPLES={landsat['samples']}",
                        f"OUTPUT_FOLDER={tmp_path / 'y'}", extra_env={"DEEP_PIXEL_PYTHON": "/no/such/python"})
     assert bad.returncode != 0 and "does not exist" in bad.stdout + bad.stderr
+
+
+def test_without_torch_classify_names_what_is_missing_and_the_external_engine_classifies(
+        fresh_install, scene, trained_scene_model, tmp_path):
+    """A QGIS whose Python lacks torch: a clear message; with DEEP_PIXEL_PYTHON the same run classifies,
+    and gives exactly what the in-process engine gives (scripts/qgis_process with the venv)."""
+    from conftest import run_qgis_process
+    args = ["run", "deeppixel:classifypixels", "--json", "--", f"INPUT_RASTER={scene.image}",
+            f"MODEL_DEFINITION={trained_scene_model}", "DEVICE=cpu"]
+    if subprocess.run(["/usr/bin/python3", "-c", "import torch"], capture_output=True).returncode != 0:
+        refused = qgis_process(fresh_install, *args, f"OUTPUT_RASTER={tmp_path / 'no.tif'}")
+        assert refused.returncode != 0
+        text = refused.stdout + refused.stderr
+        assert "torch" in text and "pip install" in text and "DEEP_PIXEL_PYTHON" in text
+        assert not os.path.exists(tmp_path / "no.tif")
+    external = qgis_process(fresh_install, *args, f"OUTPUT_RASTER={tmp_path / 'ext.tif'}",
+                            extra_env={"DEEP_PIXEL_PYTHON": VENV_PYTHON})
+    assert external.returncode == 0, external.stdout + external.stderr
+    assert "External engine" in external.stdout + external.stderr
+    run_qgis_process(*args, f"OUTPUT_RASTER={tmp_path / 'in.tif'}")
+    import rasterio
+    with rasterio.open(tmp_path / "ext.tif") as a, rasterio.open(tmp_path / "in.tif") as b:
+        assert (a.read(1) == b.read(1)).all() and a.read(1).any()

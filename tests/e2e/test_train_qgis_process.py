@@ -46,3 +46,20 @@ def test_export_then_train_on_landsat(landsat, tmp_path):
     log = json.load(open(model / "training_log.json"))
     assert log["lr_range_test"]["rates"] and log["validation_chips"] > 0
     assert "Learning-rate range test picked" in proc.stdout + proc.stderr
+    # ... then classify the scene with that model and score it against the polygons, all via qgis_process
+    classified = tmp_path / "landsat_classes.tif"
+    res = _results(run_qgis_process("run", "deeppixel:classifypixels", "--json", "--",
+                                    f"INPUT_RASTER={landsat['image']}", f"MODEL_DEFINITION={model / 'landsat_model.dlpk'}",
+                                    "TILE_SIZE=0", "BATCH_SIZE=2", f"OUTPUT_RASTER={classified}"))
+    assert res["OUTPUT_RASTER"] == str(classified) and res["TILES"] >= 1
+    assert (tmp_path / "landsat_classes.qml").is_file()
+    acc = _results(run_qgis_process("run", "deeppixel:computeaccuracy", "--json", "--",
+                                    f"INPUT_CLASSIFIED={classified}", f"REFERENCE={landsat['samples']}",
+                                    "CLASS_FIELD=class", "SAMPLING=STRATIFIED_RANDOM", "NUMBER_OF_POINTS=100",
+                                    f"OUTPUT_REPORT={tmp_path / 'acc.html'}",
+                                    f"OUTPUT_TABLE={tmp_path / 'acc.csv'}"))
+    for key in ("OVERALL_ACCURACY", "KAPPA", "MEAN_IOU"):
+        assert isinstance(acc[key], float) and -1 <= acc[key] <= 1
+    report = json.load(open(tmp_path / "acc.json"))
+    assert report["sampling"] == "STRATIFIED_RANDOM" and report["pixels"] <= 5 * 20
+    assert open(tmp_path / "acc.csv").read().count("\n") == 6      # header + 5 classes
