@@ -73,6 +73,7 @@ def test_compute_accuracy_matches_scikit_learn(deeppixel_provider, scene, traine
     rows = {f["value"]: f for f in layer.getFeatures()}
     assert sorted(rows) == [1, 2, 3, 4, 5] and rows[1]["name"] == "water"
     assert sum(f["pixels"] for f in rows.values()) == int(keep.sum())
+    del rows, layer          # QGIS objects must not outlive the QGIS application at exit
 
     # The same against a reference raster on another grid (2x coarser): resampled and reported
     coarse = str(tmp_path / "coarse_ref.tif")
