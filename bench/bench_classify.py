@@ -2,8 +2,9 @@
 
 (a) Pipeline time (read, normalise, forward, blend, write, overviews) divided by the bare model's
     forward time on the same number of tiles of the same size. Target <= 1.15.
-(b) Peak resident memory classifying a 2048x2048 and an 8192x8192 raster (a VRT mosaic of a real
-    GeoTIFF, 16 times) with the same model, each in its own process. Target: larger <= 1.2x smaller.
+(b) Peak resident memory classifying a 2048x2048 and an 8192x8192 raster (sparse VRT mosaics of a
+    1024x1024 GeoTIFF along the diagonal, nodata elsewhere) with the same model, each in its own
+    process. Target: larger <= 1.2x smaller.
 (c) Megapixels per second, plain and with test-time augmentation (8 flips/rotations).
 All on CPU with torch's threads as configured (2 on the CI machines).
 """
@@ -40,7 +41,10 @@ def tiny_model(folder):
 
 
 def mosaic(src, path, times):
-    """A VRT that repeats ``src`` times x times (a large raster without large files)."""
+    """A sparse VRT: ``src`` repeated along the diagonal of a times x times grid, nodata elsewhere.
+
+    A large raster without large files; the nodata blocks are read and written like the rest (only
+    the network skips them), so memory is exercised at full width and height in less time."""
     import rasterio
     with rasterio.open(src) as ds:
         w, h, n, dtype = ds.width, ds.height, ds.count, ds.dtypes[0]
@@ -53,7 +57,7 @@ def mosaic(src, path, times):
             f'<SimpleSource><SourceFilename relativeToVRT="0">{src}</SourceFilename><SourceBand>{b}</SourceBand>'
             f'<SrcRect xOff="0" yOff="0" xSize="{w}" ySize="{h}"/>'
             f'<DstRect xOff="{i * w}" yOff="{j * h}" xSize="{w}" ySize="{h}"/></SimpleSource>'
-            for i in range(times) for j in range(times))
+            for i in range(times) for j in range(times) if i == j)
         bands.append(f'<VRTRasterBand dataType="{gdal_type}" band="{b}"><NoDataValue>0</NoDataValue>'
                      f'{sources}</VRTRasterBand>')
     from xml.sax.saxutils import escape

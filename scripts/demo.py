@@ -45,8 +45,10 @@ def main():
     print(f"Scene: {scene.image} (512 x 512 px, 4 bands), samples: {scene.samples}")
     algs = available()
     chips = os.path.join(out_dir, "chips")
+    schema_path = os.path.join(out_dir, "scene", "classes.json")
+    scene.schema.save(schema_path)            # class names and colours for the chips, model and output
     res = qgis_process("deeppixel:exporttrainingdata", INPUT_RASTER=scene.image, INPUT_SAMPLES=scene.samples,
-                       CLASS_FIELD="Classvalue", TILE_SIZE_X=64, TILE_SIZE_Y=64, STRIDE_X=32, STRIDE_Y=32,
+                       CLASS_FIELD="Classvalue", CLASS_SCHEMA=schema_path, TILE_SIZE_X=64, TILE_SIZE_Y=64, STRIDE_X=32, STRIDE_Y=32,
                        OUTPUT_FOLDER=chips)
     print(f"  {res['NUM_CHIPS']} chips in {chips}")
     summary = {"chips": chips}
