@@ -43,7 +43,7 @@ def write_subset(vec, indices, path, class_field="class"):
     ds = drv.CreateDataSource(path)
     srs = osr.SpatialReference()
     srs.ImportFromWkt(vec.crs_wkt)
-    layer = ds.CreateLayer("polygons", srs, ogr.wkbMultiPolygon)
+    layer = ds.CreateLayer("polygons", srs, ogr.wkbUnknown)
     layer.CreateField(ogr.FieldDefn(class_field, ogr.OFTString))
     for i in indices:
         f = ogr.Feature(layer.GetLayerDefn())

@@ -26,7 +26,7 @@ from .inputs import InputTransform
 from .lr_finder import find_learning_rate
 from .models import build_model
 from .progress import Progress, check
-from .train_options import TrainOptions, network_parameters
+from .train_options import AUTO_VALIDATION_MIN_CHIPS, MIN_STEPS_PER_EPOCH, TrainOptions, network_parameters
 from .train_checkpoint import Checkpoints
 from .train_package import build_emd, model_name, sample_pictures, training_log, write_model
 from .train_split import spatial_split
@@ -184,7 +184,13 @@ def _train(folders, output_folder, options, progress, checkpoints) -> TrainResul
             progress.log(f"NDVI added as an input channel (bands {data.bands[pair[0]]} nir, {data.bands[pair[1]]} red).")
     depth = int(params.get("encoder_depth", 5))
     multiple = 2 ** depth
-    split = spatial_split(data.chips, options.validation_percent, options.seed)
+    validation_percent = options.resolved_validation_percent(len(data.chips))
+    if options.validation_percent is None:
+        progress.log(f"VALIDATION_PERCENT not given: {validation_percent:g}% "
+                     + ("(the default)." if validation_percent else
+                        f"(fewer than {AUTO_VALIDATION_MIN_CHIPS} chips: every chip trains; give VALIDATION_PERCENT "
+                        "to hold some out)."))
+    split = spatial_split(data.chips, validation_percent, options.seed)
     train_idx, valid_idx = split["train"], split["valid"]
     progress.log(f"{len(data.chips)} chips from {len(data.folders)} folder(s), {data.num_bands} band(s), "
                  f"classes {class_values}; {len(train_idx)} for training, {len(valid_idx)} for validation "
@@ -241,7 +247,7 @@ def _train(folders, output_folder, options, progress, checkpoints) -> TrainResul
     for g in optimizer.param_groups:
         g["lr"] = lr
         g["initial_lr"] = lr
-    steps_per_epoch = options.arg("steps_per_epoch") or max(1, math.ceil(len(train_idx) / batch))
+    steps_per_epoch = options.arg("steps_per_epoch") or max(MIN_STEPS_PER_EPOCH, math.ceil(len(train_idx) / batch))
     total = steps_per_epoch * options.max_epochs
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(total, options.arg("warmup_fraction")))
     epochs, best, best_state, best_epoch, best_summary = [], None, None, 0, {}

@@ -46,8 +46,8 @@ class TrainModelAlgorithm(DeepPixelAlgorithm):
             "LEARNING_RATE", "Learning rate (empty: range test)", QgsProcessingParameterNumber.Double,
             optional=True, minValue=0))
         self.addParameter(QgsProcessingParameterNumber(
-            "VALIDATION_PERCENT", "Validation chips (%)", QgsProcessingParameterNumber.Double,
-            defaultValue=d.validation_percent, minValue=0, maxValue=99))
+            "VALIDATION_PERCENT", "Validation chips (%; empty: 10, or none with fewer than 200 chips)",
+            QgsProcessingParameterNumber.Double, optional=True, minValue=0, maxValue=99))
         self.addParameter(QgsProcessingParameterBoolean(
             "STOP_WHEN_NOT_IMPROVING", "Stop when the model stops improving", defaultValue=d.stop_when_not_improving))
         self.addParameter(QgsProcessingParameterEnum(
@@ -84,8 +84,9 @@ class TrainModelAlgorithm(DeepPixelAlgorithm):
             if name in ("MODEL_TYPE", "BACKBONE") and parameters.get(name) in (None, ""):
                 continue
             argv += [option(name), self.parameterAsEnumString(parameters, name, context)]
-        argv += ["--validation-percent", repr(self.parameterAsDouble(parameters, "VALIDATION_PERCENT", context)),
-                 "--device", self.parameterAsString(parameters, "DEVICE", context) or "auto"]
+        if parameters.get("VALIDATION_PERCENT") not in (None, ""):
+            argv += ["--validation-percent", repr(self.parameterAsDouble(parameters, "VALIDATION_PERCENT", context))]
+        argv += ["--device", self.parameterAsString(parameters, "DEVICE", context) or "auto"]
         if parameters.get("LEARNING_RATE") not in (None, ""):
             lr = self.parameterAsDouble(parameters, "LEARNING_RATE", context)
             if lr > 0:

@@ -55,8 +55,8 @@ def main():
     if "deeppixel:trainmodel" in algs:
         model_dir = os.path.join(out_dir, "model")
         res = qgis_process("deeppixel:trainmodel", INPUT_TRAINING_DATA=chips, OUTPUT_MODEL=model_dir,
-                           MAX_EPOCHS=int(os.environ.get("DEMO_EPOCHS", 15)), BACKBONE="resnet18",
-                           BATCH_SIZE=16, SEED=0)
+                           MAX_EPOCHS=int(os.environ.get("DEMO_EPOCHS", 12)), BACKBONE="resnet18",
+                           BATCH_SIZE=16, LEARNING_RATE=0.002, SEED=0, MODEL_ARGUMENTS="steps_per_epoch=12")
         emd = os.path.join(model_dir, "model.emd")
         summary["model"] = emd
         print(f"  model: {emd}")

@@ -82,6 +82,7 @@ def trained_scene_model(scene, tmp_path_factory):
     export_training_data(scene.image, samples, str(base / "chips"),
                          ExportOptions(tile_size_x=64, tile_size_y=64, stride_x=32, stride_y=32), scene.schema)
     result = train_model([str(base / "chips")], str(base / "model"), TrainOptions(
-        max_epochs=12, backbone="resnet18", batch_size=8, learning_rate=2e-3, device="cpu",
-        stop_when_not_improving=False, model_arguments={"chip_size": 64}))
+        max_epochs=12, backbone="resnet18", batch_size=8, learning_rate=2e-3, device="cpu", validation_percent=10,
+        stop_when_not_improving=False, model_arguments={"chip_size": 64, "steps_per_epoch": 14,
+                                                        "class_balancing": False}))
     return result.emd_path

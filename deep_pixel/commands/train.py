@@ -20,7 +20,9 @@ def add_arguments(p):
     p.add_argument("--batch-size", type=int, default=d.batch_size)
     p.add_argument("--learning-rate", type=float, default=d.learning_rate,
                    help="empty: found with a learning-rate range test")
-    p.add_argument("--validation-percent", type=float, default=d.validation_percent)
+    p.add_argument("--validation-percent", type=float, default=d.validation_percent,
+                   help="chips held out (spatially apart) for validation; default 10, or 0 with fewer than "
+                        "200 chips")
     p.add_argument("--no-early-stop", dest="stop_when_not_improving", action="store_false",
                    default=d.stop_when_not_improving, help="train all epochs")
     p.add_argument("--monitor", choices=MONITORS, default=d.monitor)

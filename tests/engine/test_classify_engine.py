@@ -141,8 +141,9 @@ def test_rasters_that_do_not_fit_the_model(scene, trained_scene_model, tmp_path)
     assert not os.path.exists(tmp_path / "x.tif")
 
 
-def test_cancel_removes_partial_output(scene, trained_scene_model, tmp_path):
-    progress = RecordingProgress(cancel_after=3)
+@pytest.mark.parametrize("cancel_after", [1, 3, 8])
+def test_cancel_removes_partial_output(scene, trained_scene_model, tmp_path, cancel_after):
+    progress = RecordingProgress(cancel_after=cancel_after)
     with pytest.raises(Cancelled):
         classify(scene.image, trained_scene_model, str(tmp_path / "c.tif"),
                  ClassifyOptions(device="cpu", tile_size=64, output_confidence=str(tmp_path / "conf.tif")), progress)
@@ -183,3 +184,26 @@ def test_folder_mask_confidence_and_tta(scene, trained_scene_model, reference, t
     c = read(conf)
     assert (c[out > 0] > 0.2).all() and (c[out > 0] <= 1.0001).all() and (c[out == 0] == -1).all()
     assert (out[inside] == read(reference[0])[inside]).mean() > 0.97   # TTA agrees with the plain run
+
+
+def test_killed_classification_leaves_no_complete_looking_output(scene, trained_scene_model, tmp_path):
+    """SIGKILL in the middle of a run: only a hidden .partial file may remain, never the target name."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    out = tmp_path / "killed.tif"
+    proc = subprocess.Popen([sys.executable, "-m", "deep_pixel", "--progress", "json", "classify",
+                             "--input-raster", scene.image, "--model-definition", trained_scene_model,
+                             "--output-raster", str(out), "--tile-size", "64", "--padding", "8", "--batch-size", "1",
+                             "--device", "cpu"], stdout=subprocess.PIPE, text=True,
+                            cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+    for line in proc.stdout:                       # wait until tiles are being classified
+        if '"tile ' in line:
+            break
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    time.sleep(0.2)
+    names = os.listdir(tmp_path)
+    assert "killed.tif" not in names and "killed.qml" not in names
+    assert all(n.startswith(".killed.partial-") for n in names), names
