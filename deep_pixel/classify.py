@@ -207,20 +207,20 @@ def _classify_strip(strip, valid, keep, r0, cols, t, transform, predictor, acc, 
 
 
 def _mask_burner(mask_path, ds, info):
-    """None, or a function Window -> (h, w) bool True inside the mask polygons."""
+    """None, or a function Window -> (h, w) bool True inside the mask polygons (burned like samples)."""
     if not mask_path:
         return None
-    from rasterio.features import geometry_mask
+    from rasterio.windows import bounds
 
-    from .samples import _to_crs
+    from .samples import LabelBurner, Samples
     from .vector_io import read_vector
     vec = read_vector(mask_path)
-    geoms = [g for g in _to_crs(vec.geometries, vec.crs_wkt, info.crs_wkt) if g is not None and not g.is_empty]
-    if not geoms:
-        raise DeepPixelError(f"The mask layer {mask_path} has no usable polygons.")
+    try:
+        burner = LabelBurner(Samples(vec.geometries, [1] * len(vec.geometries), vec.crs_wkt), info.crs_wkt)
+    except DeepPixelError:
+        raise DeepPixelError(f"The mask layer {mask_path} has no usable polygons.") from None
 
     def burn(window):
-        transform = ds.window_transform(window)
-        return geometry_mask(geoms, out_shape=(int(window.height), int(window.width)), transform=transform,
-                             invert=True)
+        shape = (int(window.height), int(window.width))
+        return burner.burn(ds.window_transform(window), shape, bounds(window, ds.transform)) > 0
     return burn
