@@ -5,17 +5,17 @@ written by the command line or by ``qgis_process``, shows the model's colours an
 """
 from __future__ import annotations
 
+import html
 import os
-from xml.sax.saxutils import quoteattr
 
 
 def class_style_xml(classes) -> str:
     lines = []
     for c in classes:
         r, g, b = (int(v) for v in c["color"][:3])
-        label = quoteattr(f"{c['value']} {c['name']}")
+        label = html.escape(f"{c['value']} {c['name']}", quote=True)
         lines.append(f'        <paletteEntry value="{int(c["value"])}" color="#{r:02x}{g:02x}{b:02x}" alpha="255" '
-                     f'label={label}/>')
+                     f'label="{label}"/>')
     entries = "\n".join(lines)
     return f"""<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>
 <qgis version="3.22.0" styleCategories="AllStyleCategories">
