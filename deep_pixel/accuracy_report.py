@@ -52,7 +52,7 @@ td,th{{border:1px solid #bbb;padding:3px 8px;text-align:right}} td.d{{background
 <h1>Accuracy assessment</h1>
 <p>Classified raster: <code>{html.escape(classified)}</code><br>Reference: <code>{html.escape(reference)}</code><br>
 Pixels evaluated: {s['pixels']} ({html.escape(s['sampling'])}); reference value 0 is ignored.</p>
-<p class="big">Overall accuracy <b>{_pct(s['overall_accuracy'])}%</b> &middot; kappa <b>{s['kappa']}</b>
+<p class="big">Overall accuracy <b>{_pct(s['overall_accuracy'])}%</b> &middot; kappa <b>{'&ndash;' if s['kappa'] is None else f"{s['kappa']:.3f}"}</b>
 &middot; mean IoU <b>{_pct(s['mean_iou'])}%</b></p>
 <h2>Confusion matrix</h2><p>Rows: reference; columns: classified.</p>
 <table><tr><th>reference \\ classified</th>{head}</tr>{''.join(body)}</table>
