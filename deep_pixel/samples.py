@@ -16,7 +16,7 @@ from rasterio.crs import CRS
 from shapely.geometry import box, mapping, shape
 
 from .errors import DeepPixelError
-from .schema import ClassSchema
+from .schema import ClassInfo, ClassSchema
 
 DEFAULT_CLASS_FIELDS = ("Classvalue", "ClassValue", "classvalue", "Value", "value",
                         "Classname", "ClassName", "classname", "class", "Class")
@@ -174,3 +174,29 @@ def _to_crs(geoms, src_wkt, dst_wkt):
     if src == dst:
         return list(geoms)
     return [shape(rasterio.warp.transform_geom(src, dst, mapping(g))) for g in geoms]
+
+
+NAME_FIELDS = ("classname", "class_name")
+
+
+def schema_from_name_field(attributes: dict, class_field: str, values) -> ClassSchema | None:
+    """Class names from a companion field (``Classname`` beside ``Classvalue``, as sample layers have).
+
+    Used only when every class value has exactly one name and names are unique; otherwise None
+    (the classes are then called "Class N").
+    """
+    name_field = next((f for f in attributes if f.lower() in NAME_FIELDS and f != class_field), None)
+    if name_field is None:
+        return None
+    names = {}
+    for v, n in zip(values, attributes[name_field]):
+        if v is not None and n is not None and str(n).strip():
+            names.setdefault(v, set()).add(str(n).strip())
+    used = {v for v in values if v is not None}
+    if set(names) != used or any(len(n) != 1 for n in names.values()):
+        return None
+    flat = [next(iter(n)) for n in names.values()]
+    if len(set(flat)) != len(flat):
+        return None
+    base = ClassSchema.from_values(used)
+    return ClassSchema([ClassInfo(c.value, next(iter(names[c.value])), c.color) for c in base.classes])

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import fields
 
 from ..export import ExportOptions, export_training_data
-from ..samples import Samples, pick_class_field, resolve_class_values
+from ..samples import Samples, pick_class_field, resolve_class_values, schema_from_name_field
 from ..schema import ClassSchema
 from ..vector_io import read_vector
 
@@ -51,6 +51,12 @@ def run(args, progress):
     values, schema, mapping = resolve_class_values(vec.attributes[field], schema)
     if mapping:
         progress.log("Class names mapped to values: " + ", ".join(f"{k}={v}" for k, v in mapping.items()))
+    elif not args.schema:
+        named = schema_from_name_field(vec.attributes, field, values)
+        if named is not None:
+            schema = named
+            progress.log("Class names from the samples' name field: "
+                         + ", ".join(f"{c.value}={c.name}" for c in named.classes))
     mask = read_vector(args.mask_polygons, args.mask_layer) if args.mask_polygons else None
     result = export_training_data(
         args.input_raster, Samples(vec.geometries, values, vec.crs_wkt), args.output_folder,

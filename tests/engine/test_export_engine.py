@@ -189,3 +189,21 @@ def test_cancel_leaves_nothing(tmp_path):
                              ExportOptions(tile_size_x=16, tile_size_y=16, stride_x=16, stride_y=16),
                              progress=RecordingProgress(cancel_after=3))
     assert sorted(os.listdir(tmp_path)) == ["r.tif"]
+
+
+def test_integer_class_field_takes_names_from_the_classname_field(scene, tmp_path):
+    """Classvalue integers with a Classname beside them (as sample layers have): names come along,
+    unless a value has two names (then the generic "Class N")."""
+    from deep_pixel.cli import main
+    from deep_pixel.samples import schema_from_name_field
+    from deep_pixel.vector_io import read_vector
+    out = tmp_path / "named"
+    assert main(["export", "--input-raster", scene.image, "--input-samples", scene.samples, "--class-field",
+                 "Classvalue", "--tile-size-x", "128", "--tile-size-y", "128", "--output-folder", str(out)]) == 0
+    meta = json.load(open(out / "deep_pixel_export.json"))
+    names = {c["value"]: c["name"] for c in meta["schema"]["classes"]}
+    assert names == {1: "water", 2: "forest", 3: "cropland", 4: "grassland", 5: "built-up"}
+    vec = read_vector(scene.samples)
+    values = [int(v) for v in vec.attributes["Classvalue"]]
+    clash = dict(vec.attributes, Classname=["water"] * len(values))
+    assert schema_from_name_field(clash, "Classvalue", values) is None

@@ -91,3 +91,28 @@ def test_compute_accuracy_matches_scikit_learn(deeppixel_provider, scene, traine
         processing.run("deeppixel:computeaccuracy", {"INPUT_CLASSIFIED": classified,
                                                      "OUTPUT_REPORT": str(tmp_path / "acc3.html")})
     assert np.isfinite(r2["KAPPA"])
+
+
+def test_workflow_model_output_is_styled_when_loaded(deeppixel_provider, tmp_path):
+    """The shipped .model3 run from Processing with its outputs loaded: the classified layer is paletted."""
+    import processing
+    from qgis.core import QgsProcessingModelAlgorithm
+
+    from deep_pixel.synthetic import make_scene
+    from conftest import ROOT
+    model_file = os.path.join(ROOT, "models", "deep_pixel_workflow.model3")
+    scene = make_scene(str(tmp_path / "scene"), width=192, height=192, seed=13, train_fraction=0.6)
+    model = QgsProcessingModelAlgorithm()
+    assert model.fromFile(model_file)
+    out = str(tmp_path / "classes.tif")
+    results = processing.runAndLoadResults(model, {
+        "INPUT_RASTER": scene.image, "TRAINING_SAMPLES": scene.samples, "CLASS_FIELD": "Classvalue",
+        "REFERENCE": scene.samples, "REFERENCE_CLASS_FIELD": "Classvalue", "TILE_SIZE": 64, "MAX_EPOCHS": 1,
+        "train:model_folder": str(tmp_path / "model"), "classify:classified": out,
+        "accuracy:accuracy_report": str(tmp_path / "acc.html")})
+    assert os.path.isfile(results["classify:classified"])
+    layers = [lyr for lyr in QgsProject.instance().mapLayers().values() if lyr.source() == out]
+    assert layers and layers[0].renderer().type() == "paletted"
+    assert [c.label for c in layers[0].renderer().classes()][0] == "1 water"
+    QgsProject.instance().removeAllMapLayers()
+    del layers
