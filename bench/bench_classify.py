@@ -93,8 +93,13 @@ def classify_once(image, emd, out, **kw):
     return time.perf_counter() - t0, r
 
 
+THREADS = 2          # the CI machines' cores; set explicitly so runs compare
+
+
 def memory_child(image, emd, out):
     """Run in a subprocess: classify, print peak RSS (MiB) and seconds as JSON."""
+    import torch
+    torch.set_num_threads(THREADS)
     seconds, r = classify_once(image, emd, out)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({"peak_mib": peak, "seconds": seconds, "tiles": r.tiles,
@@ -104,6 +109,7 @@ def memory_child(image, emd, out):
 def main():
     from deep_pixel.synthetic import make_scene
     import torch
+    torch.set_num_threads(THREADS)
     with tempfile.TemporaryDirectory() as tmp:
         emd = tiny_model(tmp)
         scene = make_scene(os.path.join(tmp, "big"), 1024, 1024, seed=4)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import glob
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from rasterio.windows import Window
@@ -64,12 +64,15 @@ def _classify_folder(folder, package, output_folder, options, progress):
     results = []
     for i, image in enumerate(images):
         progress.log(f"Image {i + 1}/{len(images)}: {os.path.basename(image)}")
-        name = os.path.splitext(os.path.basename(image))[0] + "_classified.tif"
-        results.append(classify_raster(image, package, os.path.join(output_folder, name), options,
+        stem = os.path.join(output_folder, os.path.splitext(os.path.basename(image))[0])
+        # A confidence output is asked for by any name; each image gets its own beside its classes.
+        own = replace(options, output_confidence=stem + "_confidence.tif" if options.output_confidence else None)
+        results.append(classify_raster(image, package, stem + "_classified.tif", own,
                                        progress.sub(i / len(images), (i + 1) / len(images))))
     first = results[0]
     first.outputs = [r.output_raster for r in results]
     first.output_raster = output_folder
+    first.output_confidence = output_folder if options.output_confidence else None
     first.tiles = sum(r.tiles for r in results)
     first.seconds = sum(r.seconds for r in results)
     return first
@@ -145,7 +148,9 @@ def classify_raster(input_path, package, output_path, options, progress) -> Clas
             progress.report(1.0, "writing overviews and metadata")
             out.finish(colormap=colormap(package.schema) if dtype == "uint8" else None,
                        tags=class_tags(package, options, tile))
-            out.set_style([c.to_json() for c in package.schema.classes])
+            classes = [c.to_json() for c in package.schema.classes]
+            out.set_style(classes)
+            out.set_category_names(classes)
             if conf is not None:
                 conf.finish(tags={"DEEP_PIXEL_CONFIDENCE": "probability of the winning class (blended)"})
             progress.check_cancelled()

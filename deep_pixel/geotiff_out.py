@@ -7,6 +7,7 @@ name until ``commit()``; ``discard()`` (cancel, error) removes every temporary f
 from __future__ import annotations
 
 import contextlib
+import html
 import json
 import os
 import tempfile
@@ -20,6 +21,7 @@ from .errors import DeepPixelError
 NODATA = 0
 CONFIDENCE_NODATA = -1.0
 SIDECARS = ("", ".aux.xml", ".ovr", ".msk", ".qml")
+MAX_CATEGORY_VALUE = 4096         # category names are a list indexed by value: keep it small
 
 
 def class_dtype(values) -> str:
@@ -71,6 +73,22 @@ class StagedGeoTiff:
                 ds.build_overviews(factors, Resampling.nearest)
                 ds.update_tags(ns="rio_overview", resampling="nearest")
         ds.close()
+
+    def set_category_names(self, classes) -> None:
+        """GDAL category names (value -> class name) in the raster's .aux.xml, renamed with it.
+
+        GeoTIFF has no tag for them; GDAL keeps them in this sidecar, so GDAL tools, rasterio users and
+        other GIS software show class names, not only QGIS (which reads the .qml).
+        """
+        if not classes or max(c["value"] for c in classes) > MAX_CATEGORY_VALUE:
+            return
+        names = [""] * (max(c["value"] for c in classes) + 1)
+        for c in classes:
+            names[c["value"]] = str(c["name"])
+        entries = "\n".join(f"      <Category>{html.escape(n, quote=False)}</Category>" for n in names)
+        with open(self.tmp + ".aux.xml", "w", encoding="utf-8") as f:
+            f.write(f'<PAMDataset>\n  <PAMRasterBand band="1">\n    <CategoryNames>\n{entries}\n'
+                    f'    </CategoryNames>\n  </PAMRasterBand>\n</PAMDataset>\n')
 
     def set_style(self, classes) -> None:
         """Write the QGIS style beside the temporary file; it is renamed with it."""

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import os
 
-from qgis.core import (QgsProcessing, QgsProcessingException, QgsProcessingOutputNumber,
+from qgis.core import (QgsProcessing, QgsProcessingException, QgsProcessingOutputMultipleLayers,
+                       QgsProcessingOutputNumber,
                        QgsProcessingParameterBoolean, QgsProcessingParameterFeatureSource,
                        QgsProcessingParameterFile, QgsProcessingParameterNumber,
                        QgsProcessingParameterRasterDestination, QgsProcessingParameterRasterLayer,
@@ -22,6 +23,7 @@ HELP = """Classifies every pixel of a raster with a model trained by Train Model
 <b>Test-time augmentation</b>: averages the 8 flips and rotations (8x slower, usually a little more accurate).
 <b>Mask polygons</b>: only pixels inside them are classified; the rest is nodata. Nodata input pixels stay nodata.
 <b>Confidence</b>: an optional raster of the winning class's probability (0-1).
+<b>A folder of images</b> (qgis_process or Python: INPUT_RASTER=&lt;folder&gt;) gives one &lt;image&gt;_classified.tif per image in the folder named like OUTPUT_RASTER without its extension.
 The raster must have the model's bands in the model's order; a pixel size far from the model's is refused with the resampling command to use."""
 
 
@@ -56,15 +58,31 @@ class ClassifyPixelsAlgorithm(DeepPixelAlgorithm):
             "OUTPUT_CONFIDENCE", "Confidence raster (winning class probability)", optional=True,
             createByDefault=False))
         self.addOutput(QgsProcessingOutputNumber("TILES", "Tiles classified"))
+        self.addOutput(QgsProcessingOutputMultipleLayers("OUTPUT_RASTERS", "Classified rasters (folder input)"))
+
+    def checkParameterValues(self, parameters, context):  # noqa: N802
+        """A folder of images is a valid INPUT_RASTER too (the raster parameter alone refuses it)."""
+        if not _input_folder(parameters.get("INPUT_RASTER")):
+            return super().checkParameterValues(parameters, context)
+        for definition in self.parameterDefinitions():
+            name = definition.name()
+            if name != "INPUT_RASTER" and not definition.checkValueIsAcceptable(parameters.get(name), context):
+                return False, f"Incorrect parameter value for {name}"
+        return True, ""
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
-        raster = raster_path(self.parameterAsRasterLayer(parameters, "INPUT_RASTER", context), "INPUT_RASTER")
+        folder = _input_folder(parameters.get("INPUT_RASTER"))
+        raster = folder or raster_path(self.parameterAsRasterLayer(parameters, "INPUT_RASTER", context),
+                                       "INPUT_RASTER")
         model = self.parameterAsFile(parameters, "MODEL_DEFINITION", context)
         if not model:
             raise QgsProcessingException("MODEL_DEFINITION: give the .emd or .dlpk written by Train Model.")
         output = self.parameterAsOutputLayer(parameters, "OUTPUT_RASTER", context)
         if not output.lower().endswith((".tif", ".tiff")):
             raise QgsProcessingException(f"OUTPUT_RASTER {output}: Classify Pixels writes GeoTIFF; use a .tif name.")
+        planned = output
+        if folder:
+            output = os.path.splitext(output)[0]          # the folder receiving <image>_classified.tif
         argv = ["--input-raster", raster, "--model-definition", model, "--output-raster", output,
                 "--tile-size", self.parameterAsInt(parameters, "TILE_SIZE", context),
                 "--batch-size", self.parameterAsInt(parameters, "BATCH_SIZE", context),
@@ -86,10 +104,21 @@ class ClassifyPixelsAlgorithm(DeepPixelAlgorithm):
         r = run_engine("classify", argv, feedback)
         from .styling import ClassStylePostProcessor
         classes = r.get("classes") or []
-        if classes:
+        if folder:
+            ClassStylePostProcessor.replace_output(context, planned, r.get("outputs") or [], classes)
+        elif classes:
             ClassStylePostProcessor.attach(context, output, classes,
                                            os.path.splitext(os.path.basename(output))[0])
         results = {"OUTPUT_RASTER": output, "TILES": r["tiles"]}
+        if folder:
+            results["OUTPUT_RASTERS"] = r.get("outputs") or []
         if confidence:
             results["OUTPUT_CONFIDENCE"] = confidence
         return results
+
+
+def _input_folder(value):
+    """The folder when INPUT_RASTER names a folder of images (qgis_process, Python), else None."""
+    if isinstance(value, str) and value.strip() and os.path.isdir(value.strip()):
+        return value.strip()
+    return None

@@ -6,7 +6,10 @@ which QGIS reads as the default style whenever the file is opened later.
 """
 from __future__ import annotations
 
-from qgis.core import QgsPalettedRasterRenderer, QgsProcessingLayerPostProcessorInterface, QgsRasterLayer
+import os
+
+from qgis.core import (QgsPalettedRasterRenderer, QgsProcessingContext, QgsProcessingLayerPostProcessorInterface,
+                       QgsRasterLayer)
 from qgis.PyQt.QtGui import QColor
 
 
@@ -43,3 +46,18 @@ class ClassStylePostProcessor(QgsProcessingLayerPostProcessorInterface):
         processor = cls(classes, name)
         cls._alive.append(processor)
         context.layerToLoadOnCompletionDetails(output_path).setPostProcessor(processor)
+
+    @classmethod
+    def replace_output(cls, context, planned_path: str, outputs, classes) -> None:
+        """Folder input: load each classified image instead of the single planned output, styled."""
+        layers = context.layersToLoadOnCompletion()
+        details = layers.pop(planned_path, None)
+        if details is None:
+            return
+        context.setLayersToLoadOnCompletion(layers)
+        for path in outputs:
+            name = os.path.splitext(os.path.basename(path))[0]
+            context.addLayerToLoadOnCompletion(path, QgsProcessingContext.LayerDetails(
+                name, details.project, details.outputName))
+            if classes:
+                cls.attach(context, path, classes, name)

@@ -56,6 +56,12 @@ def test_classification_is_right_and_styled(scene, reference):
         assert ds.colormap(1)[1][:3] == (30, 90, 200)  # water's colour from the class schema
         tags = ds.tags()
         assert len(tags["DEEP_PIXEL_MODEL_SHA256"]) == 64 and "tile_size" in tags["DEEP_PIXEL_PARAMETERS"]
+    from osgeo import gdal                          # GDAL's own reader: category names from the .aux.xml
+    gds = gdal.Open(out)                            # kept while its band is used (else GDAL crashes)
+    gds.GetGeoTransform()                           # GDAL 3.6 GTiff loads the .aux.xml lazily, on this
+    names = gds.GetRasterBand(1).GetCategoryNames()
+    del gds
+    assert names[:3] == ["", "water", "forest"] and len(names) == 6
     qml = open(out[:-4] + ".qml").read()           # QGIS's default style for the file (read by QGIS in tests/qgis)
     assert 'label="1 water"' in qml and 'type="paletted"' in qml
     assert result.device == "cpu" and result.tile.tile >= 256
@@ -165,9 +171,12 @@ def test_folder_mask_confidence_and_tta(scene, trained_scene_model, reference, t
     folder.mkdir()
     crop(scene.image, folder / "a.tif", Window(0, 0, 128, 128))
     crop(scene.image, folder / "b.tif", Window(128, 128, 96, 160))
-    res = classify(str(folder), trained_scene_model, str(tmp_path / "out"), ClassifyOptions(device="cpu"))
+    res = classify(str(folder), trained_scene_model, str(tmp_path / "out"),
+                   ClassifyOptions(device="cpu", output_confidence=str(tmp_path / "c.tif")))
     assert sorted(os.path.basename(p) for p in res.outputs) == ["a_classified.tif", "b_classified.tif"]
     assert read(res.outputs[1]).shape == (160, 96)
+    assert read(str(tmp_path / "out" / "b_confidence.tif")).shape == (160, 96)   # one per image
+    assert not os.path.exists(tmp_path / "c.tif") and res.output_confidence == str(tmp_path / "out")
 
     conf = str(tmp_path / "conf.tif")
     res = classify(scene.image, trained_scene_model, str(tmp_path / "masked.tif"),
