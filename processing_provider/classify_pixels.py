@@ -23,7 +23,7 @@ HELP = """Classifies every pixel of a raster with a model trained by Train Model
 <b>Test-time augmentation</b>: averages the 8 flips and rotations (8x slower, usually a little more accurate).
 <b>Mask polygons</b>: only pixels inside them are classified; the rest is nodata. Nodata input pixels stay nodata.
 <b>Confidence</b>: an optional raster of the winning class's probability (0-1).
-<b>A folder of images</b> (qgis_process or Python: INPUT_RASTER=&lt;folder&gt;) gives one &lt;image&gt;_classified.tif per image in the folder named like OUTPUT_RASTER without its extension.
+<b>A folder of images</b> (qgis_process or Python: INPUT_RASTER=&lt;folder&gt;) gives one &lt;image&gt;_classified.tif per image (and &lt;image&gt;_confidence.tif when a confidence output is asked for) in the folder named like OUTPUT_RASTER without its extension.
 The raster must have the model's bands in the model's order; a pixel size far from the model's is refused with the resampling command to use."""
 
 
@@ -104,14 +104,19 @@ class ClassifyPixelsAlgorithm(DeepPixelAlgorithm):
         r = run_engine("classify", argv, feedback)
         from .styling import ClassStylePostProcessor
         classes = r.get("classes") or []
+        outputs = r.get("outputs") or []
         if folder:
-            ClassStylePostProcessor.replace_output(context, planned, r.get("outputs") or [], classes)
+            ClassStylePostProcessor.replace_output(context, planned, outputs, classes)
+            if confidence:       # one confidence raster beside each image's classes
+                confidence_files = [o[:-len("_classified.tif")] + "_confidence.tif" for o in outputs]
+                ClassStylePostProcessor.replace_output(context, confidence, confidence_files, None)
+                confidence = output
         elif classes:
             ClassStylePostProcessor.attach(context, output, classes,
                                            os.path.splitext(os.path.basename(output))[0])
         results = {"OUTPUT_RASTER": output, "TILES": r["tiles"]}
         if folder:
-            results["OUTPUT_RASTERS"] = r.get("outputs") or []
+            results["OUTPUT_RASTERS"] = outputs
         if confidence:
             results["OUTPUT_CONFIDENCE"] = confidence
         return results

@@ -162,7 +162,7 @@ def test_a_folder_of_images_gives_one_styled_layer_per_image(deeppixel_provider,
                 out.write(ds.read(window=window))
     results = processing.runAndLoadResults("deeppixel:classifypixels", {
         "INPUT_RASTER": str(folder), "MODEL_DEFINITION": trained_scene_model, "DEVICE": "cpu",
-        "OUTPUT_RASTER": str(tmp_path / "classes.tif")})
+        "OUTPUT_RASTER": str(tmp_path / "classes.tif"), "OUTPUT_CONFIDENCE": str(tmp_path / "confidence.tif")})
     expected = [str(tmp_path / "classes" / "north_classified.tif"), str(tmp_path / "classes" / "south_classified.tif")]
     assert results["OUTPUT_RASTER"] == str(tmp_path / "classes") and results["OUTPUT_RASTERS"] == expected
     assert read(expected[1]).shape == (184, 200) and read(expected[1]).all()
@@ -170,6 +170,9 @@ def test_a_folder_of_images_gives_one_styled_layer_per_image(deeppixel_provider,
     for path in expected:
         assert path in layers, f"{path} was not added to the project"
         assert layers[path].renderer().type() == "paletted" and len(layers[path].renderer().classes()) == 5
-    assert str(tmp_path / "classes.tif") not in layers
+    assert str(tmp_path / "classes.tif") not in layers and str(tmp_path / "confidence.tif") not in layers
+    confidence = str(tmp_path / "classes" / "south_confidence.tif")
+    assert results["OUTPUT_CONFIDENCE"] == str(tmp_path / "classes") and confidence in layers
+    assert layers[confidence].renderer().type() != "paletted" and read(confidence).max() <= 1.0001
     QgsProject.instance().removeAllMapLayers()
     del layers
