@@ -208,6 +208,10 @@ def _classify_strip(strip, valid, keep, r0, cols, t, transform, predictor, acc, 
         state["done"] += len(group)
         elapsed = time.monotonic() - state["t0"]
         left = elapsed / max(1, state["done"] - state["skipped"]) * (total - state["done"])
+        if not state.get("eta_logged"):         # once, in the log: the first batch times the rest
+            state["eta_logged"] = True
+            progress.log(f"First batch: {elapsed / max(1, state['done'] - state['skipped']):.2f} s per tile; "
+                         f"estimated time left about {left:.0f} s (tiles without valid pixels are skipped).")
         progress.report(state["done"] / total * 0.97, f"tile {state['done']}/{total}, ETA {left:.0f} s")
 
 

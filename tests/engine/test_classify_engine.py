@@ -125,6 +125,10 @@ def test_geographic_raster(scene, trained_scene_model, tmp_path):
                 reproject(rasterio.band(ds, b), rasterio.band(out, b), resampling=Resampling.nearest)
     progress = RecordingProgress()
     res = classify(path, trained_scene_model, str(tmp_path / "geo_c.tif"), ClassifyOptions(device="cpu"), progress)
+    # the device and why come first, then the tiles, then an estimate of the time left
+    steps = [next(i for i, m in enumerate(progress.messages) if key in m)
+             for key in ("Device: CPU as requested", " tiles of ", "estimated time left")]
+    assert steps == sorted(steps)
     with rasterio.open(res.output_raster) as ds:
         assert ds.crs.is_geographic
         assert set(np.unique(ds.read(1))) - {0} <= {1, 2, 3, 4, 5}
