@@ -1,8 +1,9 @@
 """Classify Pixels: a raster (or a folder of rasters) and a model package -> a styled class raster.
 
-Windows are read strip by strip with real neighbouring pixels; tile probabilities are blended by
-``StripAccumulator``; finished rows go straight to a tiled GeoTIFF under a temporary name. Memory
-depends on the tile and the raster width, never on the raster height.
+Tiles are read with real neighbouring pixels, classified in batches by the fastest runtime for the
+machine, blended by ``RollingBlender`` and their final rows written to a tiled GeoTIFF under a
+temporary name (tile_pipeline.py), reads and writes overlapping the network. Memory depends on the
+tile size, and only through a seam band of a few dozen rows on the raster width; never on the height.
 """
 from __future__ import annotations
 
@@ -12,16 +13,19 @@ import time
 from dataclasses import dataclass, field, replace
 
 import numpy as np
-from rasterio.windows import Window
+import rasterio
 
-from .accumulator import StripAccumulator, decide
 from .classify_checks import bands_to_read, check_grid, excluded_classes
 from .classify_options import ClassifyOptions, TileParams
 from .errors import DeepPixelError
 from .geotiff_out import CONFIDENCE_NODATA, NODATA, StagedGeoTiff, class_dtype, class_tags, colormap
 from .progress import Progress, check
-from .raster import describe, open_raster, valid_mask
+from .raster import describe, open_raster
+from .tile_pipeline import TileReader, run_tiles
 
+# GDAL's block cache while classifying (its default is 5% of the RAM): enough for the overlap of
+# neighbouring tiles and the output's partly written blocks; more would only grow with the raster.
+GDAL_CACHE_BYTES = 64 * 2**20
 IMAGE_EXTENSIONS = (".tif", ".tiff", ".vrt", ".img", ".jp2", ".png", ".jpg")
 
 
@@ -38,6 +42,9 @@ class ClassifyResult:
     accumulator_bytes: int = 0
     classes: list = field(default_factory=list)   # [{"value", "name", "color"}] for styling
     outputs: list = field(default_factory=list)   # one per image for a folder input
+    runtime: str = ""
+    precision: str = ""
+    overlap_factor: float = 0.0                   # pixels computed / raster pixels
 
 
 def classify(input_path: str, model_path: str, output_path: str, options: ClassifyOptions | None = None,
@@ -88,8 +95,6 @@ def _check_output(input_path, output_path):
 
 
 def classify_raster(input_path, package, output_path, options, progress) -> ClassifyResult:
-    import torch
-
     from .device import select_device
     _check_output(input_path, output_path)
     if options.output_confidence:
@@ -97,122 +102,98 @@ def classify_raster(input_path, package, output_path, options, progress) -> Clas
     started = time.monotonic()
     device, reason = select_device(options.device)
     progress.log(f"Device: {reason}.")
-    with open_raster(input_path) as ds:
+    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES), open_raster(input_path) as ds:
         info = describe(ds)
         bands = bands_to_read(info, package)
         check_grid(info, package, progress)
-        model = package.build(device)
         depth = int(package.model_params.get("encoder_depth", 5))
         tile = TileParams.resolve(options, package.tile_size[0], 2 ** depth, (info.height, info.width))
         excluded = excluded_classes(package.schema, options.predict_background, progress)
         mask = _mask_burner(options.mask_polygons, ds, info)
+        from .runtime_choice import choose_runtime
+        runtime, why = choose_runtime(package, device, options.runtime, options.precision, progress)
+        progress.log(f"Runtime: {why}.")
         from .predictor import Predictor
-        predictor = Predictor(model, device, options.test_time_augmentation, progress)
+        predictor = Predictor(runtime, options.test_time_augmentation, progress)
+        batch = _batch_size(options.batch_size, tile.tile, device)
         rows = tile.starts(info.height, options.grid_offset[0])
         cols = tile.starts(info.width, options.grid_offset[1])
         total = len(rows) * len(cols)
+        overlap = len(rows) * len(cols) * tile.tile ** 2 / (info.height * info.width)
         progress.log(f"{info.width} x {info.height} px, {len(bands)} band(s): {total} tiles of {tile.tile} px "
-                     f"(padding {tile.padding}, step {tile.step}) in {len(rows)} strips, batch size "
-                     f"{options.batch_size}" + (", test-time augmentation x8" if options.test_time_augmentation
-                                                else "") + ".")
-        dtype = class_dtype(package.class_values)
-        out = StagedGeoTiff(output_path, width=info.width, height=info.height, crs=ds.crs, transform=ds.transform,
-                            dtype=dtype, nodata=NODATA)
-        conf = None
+                     f"(padding {tile.padding}) in {len(rows)} strips, overlap factor {overlap:.2f} (pixels "
+                     f"computed / raster pixels), batch size {batch}" + (
+                         f" ({options.batch_size} asked; one batch stays within the CPU memory budget)"
+                         if batch < options.batch_size else "")
+                     + (", test-time augmentation x8" if options.test_time_augmentation else "") + ".")
+        outputs = _Outputs(output_path, options.output_confidence, ds, info, package)
+        reader = TileReader(ds, bands, info, tile.tile, mask, package.transform)
         try:
-            if options.output_confidence:
-                conf = StagedGeoTiff(options.output_confidence, width=info.width, height=info.height, crs=ds.crs,
-                                     transform=ds.transform, dtype="float32", nodata=CONFIDENCE_NODATA)
-            lut = np.array([NODATA] + list(package.class_values), dtype=dtype)
-            acc = StripAccumulator(info.height, info.width, package.num_classes, tile.tile)
-            torch_threads = torch.get_num_threads()
-            state = {"done": 0, "skipped": 0, "t0": time.monotonic()}
-
-            def flush(finished):
-                if finished is None:
-                    return
-                row, probs, weights, valid = finished
-                index, confidence, covered = decide(probs, weights, excluded)
-                keep = covered & valid
-                out.write_rows(row, np.where(keep, lut[index + 1], NODATA).astype(dtype))
-                if conf is not None:
-                    conf.write_rows(row, np.where(keep, confidence, CONFIDENCE_NODATA).astype("float32"))
-
-            for r0 in rows:
-                flush(acc.advance(r0))
-                strip, valid, keep = _read_strip(ds, bands, info, r0, tile.tile, cols[-1] + tile.tile, mask)
-                acc.mark_valid(r0, keep)
-                _classify_strip(strip, valid, keep, r0, cols, tile.tile, package.transform, predictor, acc,
-                                options.batch_size, total, state, progress)
-            flush(acc.finish())
-            progress.report(1.0, "writing overviews and metadata")
-            out.finish(colormap=colormap(package.schema) if dtype == "uint8" else None,
-                       tags=class_tags(package, options, tile))
-            classes = [c.to_json() for c in package.schema.classes]
-            out.set_style(classes)
-            out.set_category_names(classes)
-            if conf is not None:
-                conf.finish(tags={"DEEP_PIXEL_CONFIDENCE": "probability of the winning class (blended)"})
-            progress.check_cancelled()
-            out.commit()
-            if conf is not None:
-                conf.commit()
+            skipped, blend_bytes = run_tiles(reader, info, tile.tile, rows, cols, package.num_classes, predictor,
+                                             batch, outputs.write, excluded, outputs.conf is not None, progress)
+            outputs.finish(package, options, tile, progress)
         except BaseException:
-            out.discard()
-            if conf is not None:
-                conf.discard()
+            outputs.discard()
             raise
     seconds = time.monotonic() - started
-    progress.log(f"Classified {total - state['skipped']} tiles in {seconds:.1f} s on {device.type} "
-                 f"({torch_threads} CPU threads); {state['skipped']} tiles without valid pixels skipped. "
-                 f"Output: {output_path}")
-    return ClassifyResult(output_path, options.output_confidence, str(device), total, state["skipped"], seconds,
-                          list(package.class_values), tile, acc.nbytes,
-                          [c.to_json() for c in package.schema.classes])
+    progress.log(f"Classified {total - skipped} tiles in {seconds:.1f} s on {device.type} "
+                 f"({runtime.name}, {runtime.precision}); {skipped} tiles without valid pixels skipped; "
+                 f"{info.width * info.height / 1e6 / max(seconds, 1e-9):.2f} megapixels/s. Output: {output_path}")
+    return ClassifyResult(output_path, options.output_confidence, str(device), total, skipped, seconds,
+                          list(package.class_values), tile, blend_bytes, [c.to_json() for c in package.schema.classes],
+                          runtime=runtime.name, precision=runtime.precision, overlap_factor=overlap)
 
 
-def _mirror(a, pad_rows, pad_cols):
-    """Extend the last axes of ``a`` by mirroring (tiles reaching past the raster's end)."""
-    if not pad_rows and not pad_cols:
-        return a
-    spec = [(0, 0)] * (a.ndim - 2) + [(0, pad_rows), (0, pad_cols)]
-    small = pad_rows >= a.shape[-2] or pad_cols >= a.shape[-1]
-    return np.pad(a, spec, mode="symmetric" if not small else "edge")
+def _batch_size(requested, tile, device):
+    from .classify_options import cpu_batch
+    if device.type != "cuda":
+        return cpu_batch(requested, tile)
+    from .device import cuda_batch
+    return cuda_batch(requested, tile, device)
 
 
-def _read_strip(ds, bands, info, r0, t, width_needed, mask):
-    """Rows [r0, r0 + t): (bands, t, width_needed) values, and (rows, width) masks of the pixels with
-    data (the network's input) and of those to classify (with data and inside the mask polygons)."""
-    h = min(t, info.height - r0)
-    data = ds.read(bands, window=Window(0, r0, info.width, h))
-    valid = valid_mask(data, info.nodata)
-    keep = valid & mask(Window(0, r0, info.width, h)) if mask is not None else valid
-    return _mirror(data, t - h, width_needed - info.width), valid, keep
+class _Outputs:
+    """The class raster (and optional confidence raster) being written, and how rows are decided."""
 
+    def __init__(self, output_path, confidence_path, ds, info, package):
+        self.dtype = class_dtype(package.class_values)
+        self.lut = np.array([NODATA] + list(package.class_values), dtype=self.dtype)
+        self.out = StagedGeoTiff(output_path, width=info.width, height=info.height, crs=ds.crs,
+                                 transform=ds.transform, dtype=self.dtype, nodata=NODATA)
+        self.conf = None
+        if confidence_path:
+            try:
+                self.conf = StagedGeoTiff(confidence_path, width=info.width, height=info.height, crs=ds.crs,
+                                          transform=ds.transform, dtype="float32", nodata=CONFIDENCE_NODATA)
+            except BaseException:
+                self.out.discard()
+                raise
 
-def _classify_strip(strip, valid, keep, r0, cols, t, transform, predictor, acc, batch_size, total, state,
-                    progress):
-    valid = _mirror(valid, strip.shape[1] - valid.shape[0], strip.shape[2] - valid.shape[1])
-    keep = _mirror(keep, strip.shape[1] - keep.shape[0], strip.shape[2] - keep.shape[1])
-    pending = [c0 for c0 in cols if keep[:, c0:c0 + t].any()]
-    skipped = len(cols) - len(pending)
-    state["skipped"] += skipped
-    state["done"] += skipped
-    for i in range(0, len(pending), batch_size):
+    def write(self, rows) -> None:
+        """A strip's final rows (tile_pipeline.StripRows) -> classes (and confidence) in the output files."""
+        keep = rows.keep & (rows.index >= 0)
+        self.out.write_rows(rows.row, np.where(keep, self.lut[rows.index + 1], NODATA).astype(self.dtype))
+        if self.conf is not None:
+            self.conf.write_rows(rows.row, np.where(keep, rows.confidence, CONFIDENCE_NODATA).astype("float32"))
+
+    def finish(self, package, options, tile, progress) -> None:
+        progress.report(1.0, "writing overviews and metadata")
+        self.out.finish(colormap=colormap(package.schema) if self.dtype == "uint8" else None,
+                        tags=class_tags(package, options, tile))
+        classes = [c.to_json() for c in package.schema.classes]
+        self.out.set_style(classes)
+        self.out.set_category_names(classes)
+        if self.conf is not None:
+            self.conf.finish(tags={"DEEP_PIXEL_CONFIDENCE": "probability of the winning class (blended)"})
         progress.check_cancelled()
-        group = pending[i:i + batch_size]
-        batch = np.stack([transform.apply(strip[:, :, c0:c0 + t], valid[:, c0:c0 + t]) for c0 in group])
-        probs = predictor(batch)
-        for c0, p in zip(group, probs):
-            acc.add(p, r0, c0)
-        state["done"] += len(group)
-        elapsed = time.monotonic() - state["t0"]
-        left = elapsed / max(1, state["done"] - state["skipped"]) * (total - state["done"])
-        if not state.get("eta_logged"):         # once, in the log: the first batch times the rest
-            state["eta_logged"] = True
-            progress.log(f"First batch: {elapsed / max(1, state['done'] - state['skipped']):.2f} s per tile; "
-                         f"estimated time left about {left:.0f} s (tiles without valid pixels are skipped).")
-        progress.report(state["done"] / total * 0.97, f"tile {state['done']}/{total}, ETA {left:.0f} s")
+        self.out.commit()
+        if self.conf is not None:
+            self.conf.commit()
+
+    def discard(self) -> None:
+        self.out.discard()
+        if self.conf is not None:
+            self.conf.discard()
 
 
 def _mask_burner(mask_path, ds, info):

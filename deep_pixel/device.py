@@ -51,4 +51,20 @@ def _cuda_reason() -> str:
 def is_oom(error: BaseException) -> bool:
     """True for a CUDA out-of-memory error (so the caller can halve the batch and retry)."""
     import torch
-    return isinstance(error, torch.cuda.OutOfMemoryError) or "out of memory" in str(error).lower()
+    text = str(error).lower()
+    return (isinstance(error, torch.cuda.OutOfMemoryError) or "out of memory" in text
+            or "failed to allocate memory" in text)      # ONNX Runtime's CUDA provider
+
+
+# GPU memory one tile pixel needs in a float16 forward pass (activations and cuDNN workspace, with
+# margin); the batch is sized so that half the free memory holds it. OOM still halves it (predictor).
+CUDA_BYTES_PER_PIXEL = 1536
+CUDA_MAX_BATCH = 32
+
+
+def cuda_batch(requested: int, tile: int, device) -> int:
+    """A batch size that fits the GPU's free memory now: at least 1, up to CUDA_MAX_BATCH."""
+    import torch
+    free, _total = torch.cuda.mem_get_info(device)
+    fits = int(free * 0.5 // (tile * tile * CUDA_BYTES_PER_PIXEL))
+    return max(1, min(fits, max(requested, CUDA_MAX_BATCH)))

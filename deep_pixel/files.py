@@ -32,6 +32,13 @@ def check_output_folder(path: str, inputs=()) -> None:
             raise DeepPixelError(f"Cannot create the folder {parent}: {e.strerror}.") from e
 
 
+def normal_permissions(path: str) -> None:
+    """mkstemp/mkdtemp make private files (0600) and folders (0700); outputs get the user's umask."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, (0o777 if os.path.isdir(path) else 0o666) & ~umask)
+
+
 @contextlib.contextmanager
 def staged_folder(target: str):
     """Yield a temporary folder beside ``target``; rename it to ``target`` on success.
@@ -46,6 +53,7 @@ def staged_folder(target: str):
         yield tmp
         if os.path.isdir(target) and not os.listdir(target):
             os.rmdir(target)
+        normal_permissions(tmp)
         os.rename(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -62,6 +70,7 @@ def staged_file(target: str):
     os.close(fd)
     try:
         yield tmp
+        normal_permissions(tmp)
         os.replace(tmp, target)
     except BaseException:
         for p in (tmp, tmp + ".aux.xml", tmp + ".ovr"):

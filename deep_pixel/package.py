@@ -219,14 +219,18 @@ def write_dlpk(folder: str, name: str) -> str:
     with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
         for f in sorted(os.listdir(folder)):
             p = os.path.join(folder, f)
-            if os.path.isfile(p) and not f.endswith((".dlpk", ".partial")):
+            # the .onnx stays out: it doubles the download and is rebuilt from the weights when missing
+            if os.path.isfile(p) and not f.endswith((".dlpk", ".partial", ".onnx")):
                 zf.write(p, arcname=f)
     os.replace(tmp, target)
     return target
 
 
-def write_package(folder: str, name: str, state_dict: dict, emd: dict, extra_files: dict | None = None) -> str:
+def write_package(folder: str, name: str, state_dict: dict, emd: dict, extra_files: dict | None = None,
+                  onnx_writer=None) -> str:
     """Write ``<name>.pth``, ``<name>.emd`` (with ModelFile and hash), extras, then ``<name>.dlpk``.
+
+    ``onnx_writer(path) -> SHA-256`` (optional) writes ``<name>.onnx``, recorded in the .emd.
 
     ``folder`` should be a staging folder that the caller renames when everything is written.
     Returns the .emd path.
@@ -237,6 +241,8 @@ def write_package(folder: str, name: str, state_dict: dict, emd: dict, extra_fil
     torch.save({k: v.detach().cpu() for k, v in state_dict.items()}, pth)
     emd = dict(emd)
     emd.update(ModelFile=name + ".pth", WeightsSHA256=sha256_file(pth), DeepPixelEmdVersion=EMD_VERSION)
+    if onnx_writer is not None:
+        emd.update(OnnxFile=name + ".onnx", OnnxSHA256=onnx_writer(os.path.join(folder, name + ".onnx")))
     emd_path = os.path.join(folder, name + ".emd")
     with open(emd_path, "w", encoding="utf-8") as f:
         json.dump(emd, f, indent=2)

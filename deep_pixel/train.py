@@ -261,7 +261,7 @@ def _train(folders, output_folder, options, progress, checkpoints) -> TrainResul
         with torch.no_grad():
             return np.asarray(class_values)[stepper.forward(stepper.to_device(x)).float().argmax(1).cpu().numpy()]
 
-    def write_best(folder, checkpoint=None):
+    def write_best(folder, checkpoint=None, with_onnx=False):
         """The package of the best epoch so far (``model`` holds its weights) into ``folder``."""
         log = training_log(epochs, best_epoch, options, stopped_early, lr, lr_test, reason, crop, data, split,
                            model_type, backbone, why, params)
@@ -277,7 +277,8 @@ def _train(folders, output_folder, options, progress, checkpoints) -> TrainResul
                         best_summary, log, data.tile_size)
         if checkpoint:
             emd["Checkpoint"] = checkpoint
-        write_model(folder, name, best_state, emd, log, best_summary, schema, pictures)
+        write_model(folder, name, best_state, emd, log, best_summary, schema, pictures,
+                    onnx_model=model if with_onnx else None, progress=progress)
         return log
 
     for epoch in range(1, options.max_epochs + 1):
@@ -348,7 +349,7 @@ def _train(folders, output_folder, options, progress, checkpoints) -> TrainResul
     progress.report(0.96, "writing the model package")
     with staged_folder(output_folder) as tmp:
         progress.check_cancelled()
-        log = write_best(tmp)
+        log = write_best(tmp, with_onnx=True)
     emd_path = os.path.join(output_folder, name + ".emd")
     progress.report(1.0, f"model written: best epoch {best_epoch}")
     progress.log(f"Model written to {output_folder} (best epoch {best_epoch}, accuracy "

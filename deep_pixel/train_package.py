@@ -89,11 +89,23 @@ def sample_pictures(model_predict, data, indices, schema, transform, multiple, m
     return out
 
 
-def write_model(folder, name, state_dict, emd, log, summary, schema, pictures) -> str:
+def write_model(folder, name, state_dict, emd, log, summary, schema, pictures, onnx_model=None, progress=None) -> str:
+    """The package; with ``onnx_model``, also ``<name>.onnx`` (skipped, with a note, without the onnx package)."""
     html_text = render_report(name, log, summary, schema, pictures)
     extras = {"model_metrics.html": html_text,
               "training_log.json": json.dumps(log, indent=2, default=_json_default)}
-    return write_package(folder, name, state_dict, emd, extras)
+    writer = None
+    if onnx_model is not None:
+        from .onnx_export import deepness_metadata, export_onnx, onnx_available
+        missing = onnx_available()
+        if missing:
+            if progress is not None:
+                progress.log(f"No .onnx written: {missing}. Classify Pixels runs the weights with torch.")
+        else:
+            def writer(path):
+                return export_onnx(onnx_model, emd["ModelParameters"]["in_channels"], emd["ImageHeight"], path,
+                                   deepness_metadata(emd))
+    return write_package(folder, name, state_dict, emd, extras, writer)
 
 
 def _json_default(v):

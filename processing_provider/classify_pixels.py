@@ -5,20 +5,23 @@ import os
 
 from qgis.core import (QgsProcessing, QgsProcessingException, QgsProcessingOutputMultipleLayers,
                        QgsProcessingOutputNumber,
-                       QgsProcessingParameterBoolean, QgsProcessingParameterFeatureSource,
+                       QgsProcessingParameterBoolean, QgsProcessingParameterDefinition,
+                       QgsProcessingParameterFeatureSource,
                        QgsProcessingParameterFile, QgsProcessingParameterNumber,
                        QgsProcessingParameterRasterDestination, QgsProcessingParameterRasterLayer,
                        QgsProcessingParameterString)
 
-from ..deep_pixel.classify_options import ClassifyOptions
+from ..deep_pixel.classify_options import AUTO_PADDING, AUTO_PADDING_MULTIPLES, MAX_AUTO_TILE, MIN_AUTO_TILE, ClassifyOptions
 from ..deep_pixel.device import DEVICES_HELP
+from ..deep_pixel.runtime_choice import PRECISION_HELP, RUNTIME_HELP
 from .base import DeepPixelAlgorithm
 from .engine_runner import run_engine
 from .layers import raster_path, vector_file
 
 HELP = """Classifies every pixel of a raster with a model trained by Train Model (its .emd or .dlpk). The output is a GeoTIFF of class values (0 = nodata) with the model's colours and class names; in QGIS it is added with a paletted renderer, and a .qml style is written beside it.
 
-<b>Tile size</b>: 0 uses the model's chip size, at least 384 px (the networks are fully convolutional; larger tiles keep more context). <b>Padding</b>: pixels at each tile border that are blended with the neighbouring tiles (default: a quarter of the tile); tiles overlap and their probabilities are averaged with a smooth window, so no seams appear.
+<b>Tile size</b>: 0 chooses it per raster between 384 and 1024 px, the size that computes the fewest pixels (the networks are fully convolutional; larger tiles keep more context and overlap less). <b>Padding</b>: pixels at each tile border that are blended with the neighbouring tiles (default: the network's measured effective border, 48 px); tiles overlap and their probabilities are averaged with a smooth window, so no seams appear. The log gives the overlap factor (pixels computed / raster pixels).
+<b>Runtime</b> and <b>precision</b> (advanced): auto picks the fastest measured engine for this processor and says why in the log: torch with bfloat16 on CPUs with AVX-512 BF16 or AMX, ONNX Runtime (float32) on other CPUs when installed, torch float16 on CUDA.
 <b>Predict background</b>: off means classes named background/other are not predicted (their pixels go to the most likely other class).
 <b>Test-time augmentation</b>: averages the 8 flips and rotations (8x slower, usually a little more accurate).
 <b>Mask polygons</b>: only pixels inside them are classified; the rest is nodata. Nodata input pixels stay nodata.
@@ -38,10 +41,13 @@ class ClassifyPixelsAlgorithm(DeepPixelAlgorithm):
         self.addParameter(QgsProcessingParameterFile(
             "MODEL_DEFINITION", "Model definition (.emd or .dlpk)", fileFilter="Deep Pixel models (*.emd *.dlpk)"))
         self.addParameter(QgsProcessingParameterNumber(
-            "TILE_SIZE", "Tile size (pixels; 0 = the model's chip size, at least 384)", QgsProcessingParameterNumber.Integer,
+            "TILE_SIZE", f"Tile size (pixels; 0 = chosen per raster, {MIN_AUTO_TILE} to {MAX_AUTO_TILE})",
+            QgsProcessingParameterNumber.Integer,
             defaultValue=d.tile_size, minValue=0))
         self.addParameter(QgsProcessingParameterNumber(
-            "PADDING", "Padding (pixels; empty = tile size / 4)", QgsProcessingParameterNumber.Integer,
+            "PADDING", f"Padding (pixels; empty = the network's border, {AUTO_PADDING} px or "
+            f"{AUTO_PADDING_MULTIPLES} x its downsampling factor)",
+            QgsProcessingParameterNumber.Integer,
             optional=True, minValue=0))
         self.addParameter(QgsProcessingParameterNumber(
             "BATCH_SIZE", "Batch size", QgsProcessingParameterNumber.Integer, defaultValue=d.batch_size, minValue=1))
@@ -53,6 +59,11 @@ class ClassifyPixelsAlgorithm(DeepPixelAlgorithm):
         self.addParameter(QgsProcessingParameterFeatureSource(
             "MASK_POLYGONS", "Classify only inside these polygons", [QgsProcessing.TypeVectorPolygon], optional=True))
         self.addParameter(QgsProcessingParameterString("DEVICE", f"Device ({DEVICES_HELP})", defaultValue=d.device))
+        for name, label, default in (("RUNTIME", f"Runtime ({RUNTIME_HELP})", d.runtime),
+                                     ("PRECISION", f"Precision ({PRECISION_HELP})", d.precision)):
+            parameter = QgsProcessingParameterString(name, label, defaultValue=default, optional=True)
+            parameter.setFlags(parameter.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+            self.addParameter(parameter)
         self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT_RASTER", "Classified raster"))
         self.addParameter(QgsProcessingParameterRasterDestination(
             "OUTPUT_CONFIDENCE", "Confidence raster (winning class probability)", optional=True,
@@ -86,7 +97,9 @@ class ClassifyPixelsAlgorithm(DeepPixelAlgorithm):
         argv = ["--input-raster", raster, "--model-definition", model, "--output-raster", output,
                 "--tile-size", self.parameterAsInt(parameters, "TILE_SIZE", context),
                 "--batch-size", self.parameterAsInt(parameters, "BATCH_SIZE", context),
-                "--device", self.parameterAsString(parameters, "DEVICE", context) or "auto"]
+                "--device", self.parameterAsString(parameters, "DEVICE", context) or "auto",
+                "--runtime", (self.parameterAsString(parameters, "RUNTIME", context) or "auto").strip().lower(),
+                "--precision", (self.parameterAsString(parameters, "PRECISION", context) or "auto").strip().lower()]
         if parameters.get("PADDING") not in (None, ""):
             argv += ["--padding", self.parameterAsInt(parameters, "PADDING", context)]
         if not self.parameterAsBool(parameters, "PREDICT_BACKGROUND", context):

@@ -34,8 +34,8 @@ def test_export_then_train_on_landsat(landsat, tmp_path):
                             "SEED=7", "DEVICE=auto", f"OUTPUT_MODEL={model}")
     res = _results(proc)
     assert res["MODEL_DEFINITION"] == str(model / "landsat_model.emd")
-    assert sorted(os.listdir(model)) == ["landsat_model.dlpk", "landsat_model.emd", "landsat_model.pth",
-                                         "model_metrics.html", "training_log.json"]
+    assert sorted(os.listdir(model)) == ["landsat_model.dlpk", "landsat_model.emd", "landsat_model.onnx",
+                                         "landsat_model.pth", "model_metrics.html", "training_log.json"]
     pkg = load_package(str(model / "landsat_model.dlpk"))
     assert pkg.in_channels == 8 and pkg.bands == list(range(1, 9))
     assert [(c.value, c.name) for c in pkg.schema] == [(1, "barren"), (2, "forest"), (3, "herbaceous"),

@@ -9,7 +9,7 @@ from rasterio.warp import Resampling, calculate_default_transform, reproject
 from rasterio.windows import Window
 
 from deep_pixel.classify import classify
-from deep_pixel.classify_options import ClassifyOptions
+from deep_pixel.classify_options import AUTO_PADDING, ClassifyOptions
 from deep_pixel.errors import Cancelled, DeepPixelError
 from deep_pixel.progress import RecordingProgress
 
@@ -75,8 +75,9 @@ def test_offset_tile_grids_agree(trained_scene_model, tmp_path):
     outs = []
     for i, offset in enumerate(((0, 0), (96, 32), (192, 64))):
         out = str(tmp_path / f"offset{i}.tif")
-        result = classify(big.image, trained_scene_model, out, ClassifyOptions(device="cpu", grid_offset=offset))
-        assert result.tiles >= 9
+        result = classify(big.image, trained_scene_model, out,
+                          ClassifyOptions(device="cpu", tile_size=256, grid_offset=offset))
+        assert result.tiles >= 9 and result.tile.padding == AUTO_PADDING    # the network's border
         outs.append(read(out))
     for other in outs[1:]:
         agree = (other == outs[0]).mean()
@@ -161,12 +162,14 @@ def test_cancel_removes_partial_output(scene, trained_scene_model, tmp_path, can
 
 
 def test_memory_depends_on_width_not_height(scene, trained_scene_model, tmp_path):
-    """The accumulator holds one tile-high strip: a raster 3x taller needs the same buffer."""
-    tall = crop(scene.image, tmp_path / "tall.tif", Window(0, 0, 384, 384),
-                edit=lambda d: np.concatenate([d, d[:, ::-1], d], axis=1))
-    short = classify(scene.image, trained_scene_model, str(tmp_path / "s.tif"), ClassifyOptions(device="cpu"))
-    long = classify(tall, trained_scene_model, str(tmp_path / "t.tif"), ClassifyOptions(device="cpu"))
-    assert read(long.output_raster).shape == (1152, 384)
+    """Blending holds one tile and a seam band of rows: a raster 2x taller needs no more."""
+    def stack(times):
+        return crop(scene.image, tmp_path / f"tall{times}.tif", Window(0, 0, 384, 384),
+                    edit=lambda d: np.concatenate([d, d[:, ::-1]] * times, axis=1))
+    options = ClassifyOptions(device="cpu", tile_size=128, padding=32)
+    short = classify(stack(1), trained_scene_model, str(tmp_path / "s.tif"), options)
+    long = classify(stack(2), trained_scene_model, str(tmp_path / "t.tif"), options)
+    assert read(long.output_raster).shape == (1536, 384)
     assert long.accumulator_bytes == short.accumulator_bytes
 
 

@@ -1,5 +1,6 @@
 """Train Model engine: real (tiny) trainings on chips exported from the synthetic scene."""
 import json
+import zipfile
 import os
 
 import numpy as np
@@ -83,8 +84,13 @@ def test_unlabelled_chip_contributes_nothing(chips):
 def test_training_writes_a_complete_package(trained):
     result, progress = trained
     files = sorted(os.listdir(result.folder))
-    assert files == ["landcover.dlpk", "landcover.emd", "landcover.pth", "model_metrics.html", "training_log.json"]
+    assert files == ["landcover.dlpk", "landcover.emd", "landcover.onnx", "landcover.pth", "model_metrics.html",
+                     "training_log.json"]
     emd = json.load(open(result.emd_path))
+    assert emd["OnnxFile"] == "landcover.onnx" and len(emd["OnnxSHA256"]) == 64
+    with zipfile.ZipFile(os.path.join(os.path.dirname(result.emd_path), "landcover.dlpk")) as zf:
+        assert "landcover.onnx" not in zf.namelist()         # rebuilt from the weights when needed
+    assert oct(os.stat(result.emd_path).st_mode & 0o777) != "0o600"          # not private
     for key in ("Framework", "ModelConfiguration", "ModelType", "ModelFile", "ImageHeight", "ImageWidth",
                 "ExtractBands", "Classes", "ModelName", "ModelParameters", "NormalizationStats", "DataRange",
                 "ImageSpaceUsed", "MinCellSize", "MaxCellSize", "accuracy", "mIoU", "per_class_metrics", "CRS",
