@@ -64,7 +64,11 @@ def _onnx(package, device, progress):
     from .onnx_export import onnx_for
     from .runtimes import OnnxRuntime
     path, note = onnx_for(package, progress)
-    rt = OnnxRuntime(path, device.type == "cuda", cpu_threads())
+    try:
+        rt = OnnxRuntime(path, device.type == "cuda", cpu_threads())
+    except Exception as e:  # onnxruntime raises its own types for damaged or foreign files
+        raise DeepPixelError(f"ONNX Runtime cannot load {path} ({type(e).__name__}: {str(e)[:200]}); "
+                             "delete it to have it rebuilt from the weights") from e
     return rt, f"ONNX Runtime {rt.providers[0]}, float32, {cpu_threads()} threads, model {note}"
 
 

@@ -200,3 +200,28 @@ def test_blocks_reassemble_exactly_what_a_full_buffer_would_hold():
             out[:, r0:r0 + sums.shape[1], col:col + sums.shape[2]] = sums
     assert not np.isnan(out).any()
     assert np.allclose(out, full[:, :h, :w], atol=1e-5)
+
+
+def test_damaged_cached_onnx_falls_back_to_torch_with_the_reason(real_models, tmp_path, monkeypatch):
+    """A cached .onnx that ONNX Runtime cannot load: auto uses torch and says why; onnxruntime asked
+    for explicitly is a clear error (no traceback), naming the file to delete."""
+    from deep_pixel.errors import DeepPixelError
+    from deep_pixel.onnx_export import cache_folder, onnx_for
+    from deep_pixel.package import load_package
+    emd, raster = real_models["landsat"]
+    copy = tmp_path / "copy"
+    shutil.copytree(os.path.dirname(emd), copy)
+    os.remove(copy / os.path.basename(emd).replace(".emd", ".onnx"))
+    monkeypatch.setenv("DEEP_PIXEL_CACHE", str(tmp_path / "cache"))
+    package = load_package(str(copy / os.path.basename(emd)))
+    path, _ = onnx_for(package)
+    assert os.path.dirname(path) == cache_folder()
+    with open(path, "wb") as f:
+        f.write(b"not an onnx model")
+    with pytest.raises(DeepPixelError, match="delete it"):
+        classify(raster, str(copy / os.path.basename(emd)), str(tmp_path / "a.tif"),
+                 ClassifyOptions(device="cpu", runtime="onnxruntime", precision="float32"))
+    progress = RecordingProgress()
+    r = classify(raster, str(copy / os.path.basename(emd)), str(tmp_path / "b.tif"),
+                 ClassifyOptions(device="cpu", precision="float32"), progress)
+    assert r.runtime == "torch" and any("ONNX Runtime cannot load" in m for m in progress.messages)
