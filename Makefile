@@ -51,10 +51,11 @@ install-plugin: setup
 zip:
 	$(SYSPY) scripts/build_zip.py
 
-# ruff (style and bugs) and bandit (security, as the official QGIS plugin repository runs it).
+# ruff (style and bugs), Qt5-only idioms (QGIS 4 is Qt6), bandit (security, as the QGIS plugin repository runs it).
 lint: setup
 	$(PY) -m ruff check .
+	$(PY) scripts/check_qt6.py
 	$(PY) -m bandit -q -r deep_pixel processing_provider ui plugin.py __init__.py
 
 clean:
-	rm -rf .qgis demo_output .pytest_cache
+	rm -rf .qgis .qgis-settings demo_output .pytest_cache dist build

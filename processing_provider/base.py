@@ -33,8 +33,9 @@ class FeedbackProgress(Progress):
             self.feedback.pushInfo(message)
 
     def warn(self, message):
+        """A warning, shown as one (not as an "ERROR:" line in qgis_process)."""
         if self.feedback is not None:
-            self.feedback.reportError("Warning: " + message, False)
+            self.feedback.pushWarning(message)
 
     def cancelled(self):
         return self.feedback is not None and self.feedback.isCanceled()

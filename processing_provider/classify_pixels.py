@@ -3,10 +3,9 @@ from __future__ import annotations
 
 import os
 
-from qgis.core import (QgsProcessing, QgsProcessingException, QgsProcessingOutputMultipleLayers,
+from qgis.core import (QgsProcessingException, QgsProcessingOutputMultipleLayers,
                        QgsProcessingOutputNumber,
-                       QgsProcessingParameterBoolean, QgsProcessingParameterDefinition,
-                       QgsProcessingParameterFeatureSource,
+                       QgsProcessingParameterBoolean, QgsProcessingParameterFeatureSource,
                        QgsProcessingParameterFile, QgsProcessingParameterNumber,
                        QgsProcessingParameterRasterDestination, QgsProcessingParameterRasterLayer,
                        QgsProcessingParameterString)
@@ -17,6 +16,7 @@ from ..deep_pixel.runtime_choice import PRECISION_HELP, RUNTIME_HELP
 from .base import DeepPixelAlgorithm
 from .engine_runner import run_engine
 from .layers import raster_path, vector_file
+from ..qgis_compat import advanced_flag, number_type, source_type
 
 HELP = """Classifies every pixel of a raster with a model trained by Train Model (its .emd or .dlpk). The output is a GeoTIFF of class values (0 = nodata) with the model's colours and class names; in QGIS it is added with a paletted renderer, and a .qml style is written beside it.
 
@@ -42,27 +42,27 @@ class ClassifyPixelsAlgorithm(DeepPixelAlgorithm):
             "MODEL_DEFINITION", "Model definition (.emd or .dlpk)", fileFilter="Deep Pixel models (*.emd *.dlpk)"))
         self.addParameter(QgsProcessingParameterNumber(
             "TILE_SIZE", f"Tile size (pixels; 0 = chosen per raster, {MIN_AUTO_TILE} to {MAX_AUTO_TILE})",
-            QgsProcessingParameterNumber.Integer,
+            number_type("int"),
             defaultValue=d.tile_size, minValue=0))
         self.addParameter(QgsProcessingParameterNumber(
             "PADDING", f"Padding (pixels; empty = the network's border, {AUTO_PADDING} px or "
             f"{AUTO_PADDING_MULTIPLES} x its downsampling factor)",
-            QgsProcessingParameterNumber.Integer,
+            number_type("int"),
             optional=True, minValue=0))
         self.addParameter(QgsProcessingParameterNumber(
-            "BATCH_SIZE", "Batch size", QgsProcessingParameterNumber.Integer, defaultValue=d.batch_size, minValue=1))
+            "BATCH_SIZE", "Batch size", number_type("int"), defaultValue=d.batch_size, minValue=1))
         self.addParameter(QgsProcessingParameterBoolean(
             "PREDICT_BACKGROUND", "Predict background classes", defaultValue=d.predict_background))
         self.addParameter(QgsProcessingParameterBoolean(
             "TEST_TIME_AUGMENTATION", "Test-time augmentation (8 flips/rotations)",
             defaultValue=d.test_time_augmentation))
         self.addParameter(QgsProcessingParameterFeatureSource(
-            "MASK_POLYGONS", "Classify only inside these polygons", [QgsProcessing.TypeVectorPolygon], optional=True))
+            "MASK_POLYGONS", "Classify only inside these polygons", [source_type("polygon")], optional=True))
         self.addParameter(QgsProcessingParameterString("DEVICE", f"Device ({DEVICES_HELP})", defaultValue=d.device))
         for name, label, default in (("RUNTIME", f"Runtime ({RUNTIME_HELP})", d.runtime),
                                      ("PRECISION", f"Precision ({PRECISION_HELP})", d.precision)):
             parameter = QgsProcessingParameterString(name, label, defaultValue=default, optional=True)
-            parameter.setFlags(parameter.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+            parameter.setFlags(parameter.flags() | advanced_flag())
             self.addParameter(parameter)
         self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT_RASTER", "Classified raster"))
         self.addParameter(QgsProcessingParameterRasterDestination(

@@ -1,17 +1,17 @@
 """Processing algorithm ``deeppixel:computeaccuracy``."""
 from __future__ import annotations
 
-from qgis.core import (QgsFeature, QgsFeatureSink, QgsField, QgsFields, QgsProcessing, QgsProcessingException,
+from qgis.core import (QgsFeature, QgsField, QgsFields, QgsProcessingException,
                        QgsProcessingOutputNumber, QgsProcessingParameterEnum, QgsProcessingParameterFeatureSink,
                        QgsProcessingParameterFeatureSource, QgsProcessingParameterField,
                        QgsProcessingParameterFileDestination, QgsProcessingParameterNumber,
-                       QgsProcessingParameterRasterLayer, QgsWkbTypes)
-from qgis.PyQt.QtCore import QVariant
+                       QgsProcessingParameterRasterLayer)
 
 from ..deep_pixel.evaluate import SAMPLINGS, EvaluateOptions
 from .base import DeepPixelAlgorithm
 from .engine_runner import LIGHT, run_engine
 from .layers import raster_path, vector_file
+from ..qgis_compat import fast_insert, field_type, no_geometry, number_type, source_type
 
 HELP = """Scores a classified raster (e.g. the output of Classify Pixels) against reference data kept apart from training: reference polygons with a class field, or a reference raster of class values (0 = no reference).
 
@@ -29,7 +29,7 @@ class ComputeAccuracyAlgorithm(DeepPixelAlgorithm):
         d = EvaluateOptions()
         self.addParameter(QgsProcessingParameterRasterLayer("INPUT_CLASSIFIED", "Classified raster"))
         self.addParameter(QgsProcessingParameterFeatureSource(
-            "REFERENCE", "Reference polygons", [QgsProcessing.TypeVectorPolygon], optional=True))
+            "REFERENCE", "Reference polygons", [source_type("polygon")], optional=True))
         self.addParameter(QgsProcessingParameterField(
             "CLASS_FIELD", "Class field of the reference polygons (default: Classvalue, Value, Classname or class)",
             parentLayerParameterName="REFERENCE", optional=True))
@@ -39,13 +39,13 @@ class ComputeAccuracyAlgorithm(DeepPixelAlgorithm):
             "SAMPLING", "Sampling", options=list(SAMPLINGS), defaultValue=d.sampling, usesStaticStrings=True))
         self.addParameter(QgsProcessingParameterNumber(
             "NUMBER_OF_POINTS", "Number of random points (0 = every reference pixel)",
-            QgsProcessingParameterNumber.Integer, defaultValue=d.number_of_points, minValue=0))
+            number_type("int"), defaultValue=d.number_of_points, minValue=0))
         self.addParameter(QgsProcessingParameterNumber(
-            "SEED", "Random seed", QgsProcessingParameterNumber.Integer, defaultValue=d.seed, minValue=0))
+            "SEED", "Random seed", number_type("int"), defaultValue=d.seed, minValue=0))
         self.addParameter(QgsProcessingParameterFileDestination(
             "OUTPUT_REPORT", "Accuracy report", fileFilter="HTML files (*.html)"))
         self.addParameter(QgsProcessingParameterFeatureSink(
-            "OUTPUT_TABLE", "Per-class accuracy table", QgsProcessing.TypeVector, optional=True,
+            "OUTPUT_TABLE", "Per-class accuracy table", source_type("vector"), optional=True,
             createByDefault=True))
         for name, label in (("OVERALL_ACCURACY", "Overall accuracy"), ("KAPPA", "Kappa"),
                             ("MEAN_IOU", "Mean IoU")):
@@ -83,12 +83,12 @@ class ComputeAccuracyAlgorithm(DeepPixelAlgorithm):
 
     def _write_table(self, parameters, context, r):
         fields = QgsFields()
-        fields.append(QgsField("value", QVariant.Int))
-        fields.append(QgsField("name", QVariant.String))
+        fields.append(QgsField("value", field_type("int")))
+        fields.append(QgsField("name", field_type("text")))
         for name in ("precision", "recall", "f1", "iou"):
-            fields.append(QgsField(name, QVariant.Double))
-        fields.append(QgsField("pixels", QVariant.LongLong))
-        sink, dest = self.parameterAsSink(parameters, "OUTPUT_TABLE", context, fields, QgsWkbTypes.NoGeometry)
+            fields.append(QgsField(name, field_type("double")))
+        fields.append(QgsField("pixels", field_type("int64")))
+        sink, dest = self.parameterAsSink(parameters, "OUTPUT_TABLE", context, fields, no_geometry())
         if sink is None:
             return None
         names = {int(k): v for k, v in (r.get("names") or {}).items()}
@@ -96,5 +96,5 @@ class ComputeAccuracyAlgorithm(DeepPixelAlgorithm):
             f = QgsFeature(fields)
             f.setAttributes([int(p["value"]), names.get(int(p["value"]), ""), p["precision"], p["recall"],
                              p["f1"], p["iou"], int(p["support"])])
-            sink.addFeature(f, QgsFeatureSink.FastInsert)
+            sink.addFeature(f, fast_insert())
         return dest

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from qgis.core import (
-    QgsProcessing,
     QgsProcessingOutputNumber,
     QgsProcessingParameterBoolean,
     QgsProcessingParameterEnum,
@@ -18,6 +17,7 @@ from ..deep_pixel.export import IMAGE_FORMATS, ExportOptions
 from .base import DeepPixelAlgorithm
 from .engine_runner import LIGHT, run_engine
 from .layers import option, raster_path, vector_file
+from ..qgis_compat import number_type, source_type
 
 HELP = """Cuts a raster and labelled training polygons into image chips and label chips for training.
 
@@ -36,7 +36,7 @@ class ExportTrainingDataAlgorithm(DeepPixelAlgorithm):
         d = ExportOptions()
         self.addParameter(QgsProcessingParameterRasterLayer("INPUT_RASTER", "Input raster"))
         self.addParameter(QgsProcessingParameterFeatureSource(
-            "INPUT_SAMPLES", "Training samples", [QgsProcessing.TypeVectorPolygon, QgsProcessing.TypeVectorPoint]))
+            "INPUT_SAMPLES", "Training samples", [source_type("polygon"), source_type("point")]))
         self.addParameter(QgsProcessingParameterField(
             "CLASS_FIELD", "Class field (default: Classvalue, Value, Classname or class)",
             parentLayerParameterName="INPUT_SAMPLES", optional=True))
@@ -50,21 +50,21 @@ class ExportTrainingDataAlgorithm(DeepPixelAlgorithm):
                                    ("TILE_SIZE_Y", "Tile size Y (pixels)", d.tile_size_y),
                                    ("STRIDE_X", "Stride X (pixels)", d.stride_x),
                                    ("STRIDE_Y", "Stride Y (pixels)", d.stride_y)):
-            self.addParameter(QgsProcessingParameterNumber(name, label, QgsProcessingParameterNumber.Integer,
+            self.addParameter(QgsProcessingParameterNumber(name, label, number_type("int"),
                                                            defaultValue=value, minValue=1))
         self.addParameter(QgsProcessingParameterNumber(
-            "ROTATION_ANGLE", "Rotation angle (0, 90 or 180 degrees)", QgsProcessingParameterNumber.Double,
+            "ROTATION_ANGLE", "Rotation angle (0, 90 or 180 degrees)", number_type("float"),
             defaultValue=d.rotation_angle, minValue=0, maxValue=360))
         self.addParameter(QgsProcessingParameterBoolean(
             "OUTPUT_NOFEATURE_TILES", "Also export tiles without samples", defaultValue=d.output_nofeature_tiles))
         self.addParameter(QgsProcessingParameterNumber(
             "BUFFER_RADIUS", "Buffer radius for point samples (raster CRS units)",
-            QgsProcessingParameterNumber.Double, defaultValue=d.buffer_radius, minValue=0))
+            number_type("float"), defaultValue=d.buffer_radius, minValue=0))
         self.addParameter(QgsProcessingParameterFeatureSource(
-            "MASK_POLYGONS", "Mask polygons (chips only inside them)", [QgsProcessing.TypeVectorPolygon],
+            "MASK_POLYGONS", "Mask polygons (chips only inside them)", [source_type("polygon")],
             optional=True))
         self.addParameter(QgsProcessingParameterNumber(
-            "MIN_LABELLED_FRACTION", "Minimum labelled fraction of a chip", QgsProcessingParameterNumber.Double,
+            "MIN_LABELLED_FRACTION", "Minimum labelled fraction of a chip", number_type("float"),
             defaultValue=d.min_labelled_fraction, minValue=0, maxValue=1))
         self.addParameter(QgsProcessingParameterFolderDestination("OUTPUT_FOLDER", "Output folder"))
         self.addOutput(QgsProcessingOutputNumber("NUM_CHIPS", "Number of chips"))

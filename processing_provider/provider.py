@@ -37,6 +37,6 @@ class DeepPixelProvider(QgsProcessingProvider):
             except ModuleNotFoundError as e:
                 if e.name and e.name.endswith(module_name):
                     continue  # not written yet
-                QgsMessageLog.logMessage(f"{module_name}: {e}", "Deep Pixel", Qgis.Warning)
+                QgsMessageLog.logMessage(f"{module_name}: {e}", "Deep Pixel", Qgis.MessageLevel.Warning)
                 continue
             self.addAlgorithm(getattr(module, class_name)())

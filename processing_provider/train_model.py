@@ -12,6 +12,7 @@ from ..deep_pixel.train_options import AUGMENTATIONS, MODEL_ARGUMENTS, MONITORS,
 from .base import DeepPixelAlgorithm
 from .engine_runner import run_engine
 from .layers import option
+from ..qgis_compat import number_type
 
 HELP = """Trains a segmentation network on chips written by Export Training Data (or by another tool in the "Classified Tiles" layout) and writes a self-describing model folder: &lt;name&gt;.emd, &lt;name&gt;.pth, &lt;name&gt;.dlpk, model_metrics.html and training_log.json. Classify Pixels takes the .emd.
 
@@ -35,19 +36,19 @@ class TrainModelAlgorithm(DeepPixelAlgorithm):
         self.addParameter(QgsProcessingParameterString(
             "ADDITIONAL_TRAINING_DATA", "Additional training data folders (separated by ';')", optional=True))
         self.addParameter(QgsProcessingParameterNumber(
-            "MAX_EPOCHS", "Maximum epochs", QgsProcessingParameterNumber.Integer, defaultValue=d.max_epochs, minValue=1))
+            "MAX_EPOCHS", "Maximum epochs", number_type("int"), defaultValue=d.max_epochs, minValue=1))
         self.addParameter(QgsProcessingParameterEnum(
             "MODEL_TYPE", "Model type", options=list(ARCHITECTURES), defaultValue=d.model_type, usesStaticStrings=True))
         self.addParameter(QgsProcessingParameterEnum(
             "BACKBONE", "Backbone", options=list(BACKBONES), defaultValue=d.backbone, usesStaticStrings=True))
         self.addParameter(QgsProcessingParameterNumber(
-            "BATCH_SIZE", "Batch size", QgsProcessingParameterNumber.Integer, defaultValue=d.batch_size, minValue=1))
+            "BATCH_SIZE", "Batch size", number_type("int"), defaultValue=d.batch_size, minValue=1))
         self.addParameter(QgsProcessingParameterNumber(
-            "LEARNING_RATE", "Learning rate (empty: range test)", QgsProcessingParameterNumber.Double,
+            "LEARNING_RATE", "Learning rate (empty: range test)", number_type("float"),
             optional=True, minValue=0))
         self.addParameter(QgsProcessingParameterNumber(
             "VALIDATION_PERCENT", "Validation chips (%; empty: 10, or none with fewer than 200 chips)",
-            QgsProcessingParameterNumber.Double, optional=True, minValue=0, maxValue=99))
+            number_type("float"), optional=True, minValue=0, maxValue=99))
         self.addParameter(QgsProcessingParameterBoolean(
             "STOP_WHEN_NOT_IMPROVING", "Stop when the model stops improving", defaultValue=d.stop_when_not_improving))
         self.addParameter(QgsProcessingParameterEnum(
@@ -63,7 +64,7 @@ class TrainModelAlgorithm(DeepPixelAlgorithm):
         self.addParameter(QgsProcessingParameterString(
             "MODEL_ARGUMENTS", "Model arguments (key=value, ...)", optional=True))
         self.addParameter(QgsProcessingParameterNumber(
-            "SEED", "Random seed", QgsProcessingParameterNumber.Integer, defaultValue=d.seed, minValue=0))
+            "SEED", "Random seed", number_type("int"), defaultValue=d.seed, minValue=0))
         self.addParameter(QgsProcessingParameterString("DEVICE", f"Device ({DEVICES_HELP})", defaultValue=d.device))
         self.addParameter(QgsProcessingParameterFolderDestination("OUTPUT_MODEL", "Output model folder"))
         self.addOutput(QgsProcessingOutputFile("MODEL_DEFINITION", "Model definition (.emd)"))

@@ -11,30 +11,32 @@ import sys
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TARGET = os.path.join(ROOT, "models", "deep_pixel_workflow.model3")
+sys.path.insert(0, ROOT)          # qgis_compat (the plugin root's module for QGIS 3/4 names)
 
-from qgis.core import (QgsApplication, QgsProcessing, QgsProcessingModelAlgorithm,  # noqa: E402
+from qgis.core import (QgsApplication, QgsProcessingModelAlgorithm,  # noqa: E402
                        QgsProcessingModelChildAlgorithm, QgsProcessingModelChildParameterSource as Source,
                        QgsProcessingModelOutput, QgsProcessingModelParameter, QgsProcessingParameterFeatureSource,
                        QgsProcessingParameterField, QgsProcessingParameterNumber,
                        QgsProcessingParameterRasterLayer)
 from qgis.PyQt.QtCore import QPointF  # noqa: E402
+from qgis_compat import number_type, source_type  # noqa: E402  (the plugin root is on sys.path)
 
 # (model input name, definition) in the order the dialog shows them.
 INPUTS = (
     ("INPUT_RASTER", lambda: QgsProcessingParameterRasterLayer("INPUT_RASTER", "Image to classify and train on")),
     ("TRAINING_SAMPLES", lambda: QgsProcessingParameterFeatureSource(
-        "TRAINING_SAMPLES", "Training polygons", [QgsProcessing.TypeVectorPolygon])),
+        "TRAINING_SAMPLES", "Training polygons", [source_type("polygon")])),
     ("CLASS_FIELD", lambda: QgsProcessingParameterField(
         "CLASS_FIELD", "Class field of the training polygons", parentLayerParameterName="TRAINING_SAMPLES")),
     ("REFERENCE", lambda: QgsProcessingParameterFeatureSource(
         "REFERENCE", "Reference polygons for the accuracy (held out from training)",
-        [QgsProcessing.TypeVectorPolygon])),
+        [source_type("polygon")])),
     ("REFERENCE_CLASS_FIELD", lambda: QgsProcessingParameterField(
         "REFERENCE_CLASS_FIELD", "Class field of the reference polygons", parentLayerParameterName="REFERENCE")),
     ("TILE_SIZE", lambda: QgsProcessingParameterNumber(
-        "TILE_SIZE", "Chip size (pixels)", QgsProcessingParameterNumber.Integer, defaultValue=64, minValue=32)),
+        "TILE_SIZE", "Chip size (pixels)", number_type("int"), defaultValue=64, minValue=32)),
     ("MAX_EPOCHS", lambda: QgsProcessingParameterNumber(
-        "MAX_EPOCHS", "Maximum epochs", QgsProcessingParameterNumber.Integer, defaultValue=20, minValue=1)),
+        "MAX_EPOCHS", "Maximum epochs", number_type("int"), defaultValue=20, minValue=1)),
 )
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 
 from qgis.core import (
-    Qgis,
     QgsCategorizedSymbolRenderer,
     QgsField,
     QgsFields,
@@ -18,29 +17,22 @@ from qgis.core import (
     QgsWkbTypes,
 )
 from qgis.PyQt.QtGui import QColor
+from ..qgis_compat import field_type
 
 # Fill opacity of sample polygons: the raster under them must stay readable while labelling.
 FILL_ALPHA = 110
 OTHER_COLOR = (160, 160, 160)
+
 SAMPLE_LAYER_NAME = "samples"
 CLASS_FIELD_PREFERENCE = ("Classvalue", "Value", "Classname", "class")
 
 
-def _field_type(kind: str):
-    """A field type QgsField accepts on this QGIS (QVariant on Qt5 builds, QMetaType from 3.38)."""
-    if Qgis.QGIS_VERSION_INT >= 33800:
-        from qgis.PyQt.QtCore import QMetaType
-        return QMetaType.Type.QString if kind == "text" else QMetaType.Type.Int
-    from qgis.PyQt.QtCore import QVariant
-    return QVariant.Type.String if kind == "text" else QVariant.Type.Int
-
-
 def sample_fields() -> QgsFields:
     fields = QgsFields()
-    fields.append(QgsField("Classname", _field_type("text")))
-    fields.append(QgsField("Classvalue", _field_type("int")))
+    fields.append(QgsField("Classname", field_type("text")))
+    fields.append(QgsField("Classvalue", field_type("int")))
     for name in ("RED", "GREEN", "BLUE"):
-        fields.append(QgsField(name, _field_type("int")))
+        fields.append(QgsField(name, field_type("int")))
     return fields
 
 

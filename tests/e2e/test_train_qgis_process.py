@@ -63,3 +63,19 @@ def test_export_then_train_on_landsat(landsat, tmp_path):
     report = json.load(open(tmp_path / "acc.json"))
     assert report["sampling"] == "STRATIFIED_RANDOM" and report["pixels"] <= 5 * 20
     assert open(tmp_path / "acc.csv").read().count("\n") == 6      # header + 5 classes
+
+
+def test_warnings_reach_qgis_process_as_warnings(landsat, tmp_path):
+    """An engine warning is a Processing warning, not an "ERROR:" line (issue 17)."""
+    chips = tmp_path / "chips"
+    run_qgis_process("run", "deeppixel:exporttrainingdata", "--", f"INPUT_RASTER={landsat['image']}",
+                     f"INPUT_SAMPLES={landsat['samples']}", "CLASS_FIELD=class", "TILE_SIZE_X=64", "TILE_SIZE_Y=64",
+                     "STRIDE_X=64", "STRIDE_Y=64", f"OUTPUT_FOLDER={chips}")
+    proc = run_qgis_process("run", "deeppixel:trainmodel", "--", f"INPUT_TRAINING_DATA={chips}", "MAX_EPOCHS=1",
+                            "BACKBONE=resnet18", "VALIDATION_PERCENT=0", "DEVICE=cpu",
+                            "MODEL_ARGUMENTS=steps_per_epoch=1,lr_test_steps=0",
+                            f"OUTPUT_MODEL={tmp_path / 'model'}")
+    out = proc.stdout + proc.stderr
+    assert "No separate validation chips" in out
+    line = next(ln for ln in out.splitlines() if "No separate validation chips" in ln)
+    assert "ERROR" not in line, line
