@@ -8,7 +8,7 @@ import sys
 import zipfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-INCLUDE_FILES = ("metadata.txt", "__init__.py", "plugin.py", "icon.svg", "README.md", "LICENSE",
+INCLUDE_FILES = ("metadata.txt", "__init__.py", "plugin.py", "qgis_compat.py", "icon.svg", "README.md", "LICENSE",
                  "requirements.txt")
 INCLUDE_DIRS = ("deep_pixel", "processing_provider", "ui", "models")
 SKIP_PARTS = ("__pycache__", ".pytest_cache", ".ruff_cache")
