@@ -42,6 +42,7 @@ class ClassifyResult:
     accumulator_bytes: int = 0
     classes: list = field(default_factory=list)   # [{"value", "name", "color"}] for styling
     outputs: list = field(default_factory=list)   # one per image for a folder input
+    confidence_outputs: list = field(default_factory=list)   # one per image, when a confidence output is asked
     runtime: str = ""
     precision: str = ""
     overlap_factor: float = 0.0                   # pixels computed / raster pixels
@@ -78,6 +79,7 @@ def _classify_folder(folder, package, output_folder, options, progress):
                                        progress.sub(i / len(images), (i + 1) / len(images))))
     first = results[0]
     first.outputs = [r.output_raster for r in results]
+    first.confidence_outputs = [r.output_confidence for r in results if r.output_confidence]
     first.output_raster = output_folder
     first.output_confidence = output_folder if options.output_confidence else None
     first.tiles = sum(r.tiles for r in results)

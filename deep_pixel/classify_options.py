@@ -3,7 +3,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .device import DEVICES_HELP
 from .errors import DeepPixelError
+from .params import check_ranges, option
+from .runtime_choice import PRECISION_HELP, PRECISIONS, RUNTIME_HELP, RUNTIMES
 
 BACKGROUND_NAMES = ("background", "unclassified", "other", "nodata", "no data")
 # TILE_SIZE 0 picks the tile size per raster: at least MIN_AUTO_TILE (small tiles lose context at
@@ -26,19 +29,36 @@ CPU_BATCH_PIXELS = 1024 * 1024
 
 @dataclass
 class ClassifyOptions:
-    tile_size: int = 0                      # 0: the model's chip size (at least MIN_AUTO_TILE)
-    padding: int | None = None              # None: the network's border (AUTO_PADDING_MULTIPLES)
-    batch_size: int = 4
-    predict_background: bool = True         # False: classes named "background" etc. become nodata
-    test_time_augmentation: bool = False    # True: the 8 flips/rotations averaged
-    device: str = "auto"
-    runtime: str = "auto"                   # auto, torch, onnxruntime (runtime_choice.py)
-    precision: str = "auto"                 # auto, float32, bfloat16, float16
-    mask_polygons: str | None = None        # vector file: only pixels inside are classified
-    output_confidence: str | None = None    # optional float32 raster of the winning probability
-    grid_offset: tuple = (0, 0)             # (rows, cols): shifts the tile grid (tests, tiling checks)
+    """Classify Pixels' options, each declared once (deep_pixel/params.py builds the interfaces)."""
+    tile_size: int = option(
+        0, "Tile size (pixels)", f"0: chosen per raster between {MIN_AUTO_TILE} and {MAX_AUTO_TILE} px, the size "
+        "that computes the fewest pixels; else a multiple of the network's downsampling factor", minimum=0)
+    padding: int | None = option(
+        None, "Padding (pixels)", f"pixels blended at each tile border; empty: the network's effective border, "
+        f"{AUTO_PADDING} px (or {AUTO_PADDING_MULTIPLES} x its downsampling factor if larger); less than half "
+        "the tile", kind="int", minimum=0, optional=True)
+    batch_size: int = option(
+        4, "Batch size", "tiles per forward pass; on CPU lowered so one batch stays within "
+        f"{CPU_BATCH_PIXELS // 2**20} megapixels, on CUDA raised to what half the free GPU memory holds", minimum=1)
+    predict_background: bool = option(
+        True, "Predict background classes", "off: classes named background/other/unclassified are not "
+        "predicted; their pixels go to the most likely other class")
+    test_time_augmentation: bool = option(
+        False, "Test-time augmentation (8 flips/rotations)", "average the 8 flips and rotations (8x slower, "
+        "usually a little more accurate)")
+    mask_polygons: str | None = option(
+        None, "Classify only inside these polygons", "vector file (or layer): pixels outside are nodata",
+        kind="vector", optional=True)
+    device: str = option("auto", "Device", DEVICES_HELP)
+    runtime: str = option("auto", "Runtime", RUNTIME_HELP, choices=RUNTIMES, advanced=True)
+    precision: str = option("auto", "Precision", PRECISION_HELP, choices=PRECISIONS, advanced=True)
+    output_confidence: str | None = option(
+        None, "Confidence raster (winning class probability)", "optional float32 GeoTIFF of the winning class's "
+        "blended probability", kind="raster_out", optional=True)
+    grid_offset: tuple = (0, 0)             # (rows, cols): shifts the tile grid (tests, tiling checks); not a parameter
 
     def validate(self) -> None:
+        check_ranges(self)
         if self.tile_size < 0:
             raise DeepPixelError("TILE_SIZE must be 0 (the model's chip size) or a positive number of pixels.")
         if self.padding is not None and self.padding < 0:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import rasterio
@@ -18,6 +18,7 @@ from rasterio.windows import Window
 
 from .errors import DeepPixelError
 from .metrics import ConfusionMatrix
+from .params import option
 from .progress import Progress, check
 from .raster import open_raster
 
@@ -27,10 +28,22 @@ BLOCK = 512
 
 @dataclass
 class EvaluateOptions:
-    class_field: str | None = None      # reference polygons: the class field (integer or class names)
-    number_of_points: int = 0           # 0: every reference pixel
-    sampling: str = "ALL_PIXELS"
-    seed: int = 0
+    """Compute Accuracy's options, each declared once (deep_pixel/params.py builds the interfaces)."""
+    class_field: str | None = option(
+        None, "Class field of the reference polygons", "integer class values or class names (default: "
+        "Classvalue, Value, Classname or class)", kind="field", parent="REFERENCE", optional=True)
+    sampling: str = option("ALL_PIXELS", "Sampling", "every reference pixel, or the same number of random pixels "
+                           "in each reference class (NUMBER_OF_POINTS > 0 switches to it)", kind="enum",
+                           choices=SAMPLINGS)
+    number_of_points: int = option(0, "Number of random points (0 = every reference pixel)",
+                                   "per-class random pixels for STRATIFIED_RANDOM", minimum=0)
+    seed: int = option(0, "Random seed", "makes the random points reproducible", minimum=0)
+
+    def resolved(self) -> "EvaluateOptions":
+        """The options as evaluated: a number of points means stratified random sampling."""
+        if self.number_of_points and self.sampling == "ALL_PIXELS":
+            return replace(self, sampling="STRATIFIED_RANDOM")
+        return self
 
     def validate(self):
         if self.sampling not in SAMPLINGS:
@@ -122,7 +135,7 @@ def _windows(ds):
 
 def evaluate(classified: str, reference: str | None = None, reference_raster: str | None = None,
              options: EvaluateOptions | None = None, progress: Progress | None = None) -> EvaluateResult:
-    options = options or EvaluateOptions()
+    options = (options or EvaluateOptions()).resolved()
     options.validate()
     progress = check(progress)
     if bool(reference) == bool(reference_raster):

@@ -2,16 +2,15 @@
 from __future__ import annotations
 
 from qgis.core import (QgsFeature, QgsField, QgsFields, QgsProcessingException,
-                       QgsProcessingOutputNumber, QgsProcessingParameterEnum, QgsProcessingParameterFeatureSink,
-                       QgsProcessingParameterFeatureSource, QgsProcessingParameterField,
-                       QgsProcessingParameterFileDestination, QgsProcessingParameterNumber,
-                       QgsProcessingParameterRasterLayer)
+                       QgsProcessingOutputNumber, QgsProcessingParameterFeatureSink,
+                       QgsProcessingParameterFeatureSource, QgsProcessingParameterFileDestination, QgsProcessingParameterRasterLayer)
 
-from ..deep_pixel.evaluate import SAMPLINGS, EvaluateOptions
+from ..deep_pixel.evaluate import EvaluateOptions
 from .base import DeepPixelAlgorithm
-from .engine_runner import LIGHT, run_engine
+from .engine_runner import LIGHT, run_engine_options
+from .param_builder import add_declared, read_declared
 from .layers import raster_path, vector_file
-from ..qgis_compat import fast_insert, field_type, no_geometry, number_type, source_type
+from ..qgis_compat import fast_insert, field_type, no_geometry, source_type
 
 HELP = """Scores a classified raster (e.g. the output of Classify Pixels) against reference data kept apart from training: reference polygons with a class field, or a reference raster of class values (0 = no reference).
 
@@ -26,22 +25,13 @@ class ComputeAccuracyAlgorithm(DeepPixelAlgorithm):
     HELP = HELP
 
     def initAlgorithm(self, config=None):  # noqa: N802
-        d = EvaluateOptions()
         self.addParameter(QgsProcessingParameterRasterLayer("INPUT_CLASSIFIED", "Classified raster"))
         self.addParameter(QgsProcessingParameterFeatureSource(
             "REFERENCE", "Reference polygons", [source_type("polygon")], optional=True))
-        self.addParameter(QgsProcessingParameterField(
-            "CLASS_FIELD", "Class field of the reference polygons (default: Classvalue, Value, Classname or class)",
-            parentLayerParameterName="REFERENCE", optional=True))
+        add_declared(self, EvaluateOptions, only=["class_field"])
         self.addParameter(QgsProcessingParameterRasterLayer(
             "REFERENCE_RASTER", "Or: reference raster (class values, 0 = no reference)", optional=True))
-        self.addParameter(QgsProcessingParameterEnum(
-            "SAMPLING", "Sampling", options=list(SAMPLINGS), defaultValue=d.sampling, usesStaticStrings=True))
-        self.addParameter(QgsProcessingParameterNumber(
-            "NUMBER_OF_POINTS", "Number of random points (0 = every reference pixel)",
-            number_type("int"), defaultValue=d.number_of_points, minValue=0))
-        self.addParameter(QgsProcessingParameterNumber(
-            "SEED", "Random seed", number_type("int"), defaultValue=d.seed, minValue=0))
+        add_declared(self, EvaluateOptions, skip=["class_field"])
         self.addParameter(QgsProcessingParameterFileDestination(
             "OUTPUT_REPORT", "Accuracy report", fileFilter="HTML files (*.html)"))
         self.addParameter(QgsProcessingParameterFeatureSink(
@@ -59,21 +49,16 @@ class ComputeAccuracyAlgorithm(DeepPixelAlgorithm):
         if has_vector == has_raster:
             raise QgsProcessingException("Give exactly one reference: REFERENCE (polygons, with CLASS_FIELD) or "
                                          "REFERENCE_RASTER.")
-        argv = ["--input-classified", classified, "--sampling",
-                self.parameterAsEnumString(parameters, "SAMPLING", context),
-                "--number-of-points", self.parameterAsInt(parameters, "NUMBER_OF_POINTS", context),
-                "--seed", self.parameterAsInt(parameters, "SEED", context),
-                "--output-report", self.parameterAsFileOutput(parameters, "OUTPUT_REPORT", context)]
+        inputs = {"input_classified": classified, "reference": None, "reference_raster": None,
+                  "output_report": self.parameterAsFileOutput(parameters, "OUTPUT_REPORT", context),
+                  "output_table": None}
         if has_vector:
-            path, _layer = vector_file(self, parameters, "REFERENCE", context, feedback)
-            argv += ["--reference", path]
-            field = self.parameterAsString(parameters, "CLASS_FIELD", context)
-            if field:
-                argv += ["--class-field", field]
+            inputs["reference"] = vector_file(self, parameters, "REFERENCE", context, feedback)[0]
         else:
-            argv += ["--reference-raster", raster_path(
-                self.parameterAsRasterLayer(parameters, "REFERENCE_RASTER", context), "REFERENCE_RASTER")]
-        r = run_engine("evaluate", argv, feedback, needs=LIGHT)
+            inputs["reference_raster"] = raster_path(
+                self.parameterAsRasterLayer(parameters, "REFERENCE_RASTER", context), "REFERENCE_RASTER")
+        options = read_declared(self, EvaluateOptions, parameters, context, feedback)
+        r = run_engine_options("evaluate", inputs, options, feedback, needs=LIGHT)
         results = {"OUTPUT_REPORT": r["output_report"], "OVERALL_ACCURACY": r["overall_accuracy"],
                    "KAPPA": r["kappa"], "MEAN_IOU": r["mean_iou"]}
         table_id = self._write_table(parameters, context, r)

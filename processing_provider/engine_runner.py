@@ -67,6 +67,30 @@ def run_engine(command: str, argv: list, feedback, needs=HEAVY) -> dict:
         return module.run(args, FeedbackProgress(feedback))
 
 
+def run_engine_options(command: str, inputs: dict, options, feedback, needs=HEAVY) -> dict:
+    """Run ``deep_pixel <command>`` with its inputs (flag -> value) and an options dataclass.
+
+    In-process the dataclass goes straight to the command's ``execute``; the external engine gets
+    the inputs as flags and the options as a JSON file (``--options-json``)."""
+    python = engine_python()
+    if python:
+        from ..deep_pixel.params import to_json
+        with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False, encoding="utf-8") as f:
+            json.dump(to_json(options), f)
+        try:
+            argv = [a for flag, value in inputs.items() if value is not None
+                    for a in (f"--{flag.replace('_', '-')}", value)]
+            return _run_external(python, command, argv + ["--options-json", f.name], feedback)
+        finally:
+            os.remove(f.name)
+    absent = missing(list(needs))
+    if absent:
+        raise QgsProcessingException(missing_message(absent))
+    module = importlib.import_module(f"..deep_pixel.commands.{command}", __package__)
+    with engine_errors():
+        return module.execute(**inputs, options=options, progress=FeedbackProgress(feedback))
+
+
 def _reader(stream, q):
     for line in iter(stream.readline, ""):
         q.put(line)

@@ -1,0 +1,58 @@
+"""Parameters are declared once in the engine: Processing, the command line and the README agree."""
+import os
+import re
+
+import pytest
+from qgis.core import QgsApplication
+
+from deep_pixel.classify_options import ClassifyOptions
+from deep_pixel.evaluate import EvaluateOptions
+from deep_pixel.cli import build_parser
+from deep_pixel.params import cli_flag, declared, processing_name
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+DECLARED = [("deeppixel:classifypixels", "classify", ClassifyOptions, "## Classify Pixels"),
+            ("deeppixel:computeaccuracy", "evaluate", EvaluateOptions, "## Compute Accuracy")]
+
+
+def _subparser(command):
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    return sub.choices[command]
+
+
+def _readme_section(title):
+    text = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
+    start = text.index(title)
+    end = text.find("\n## ", start + 1)
+    return text[start:end]
+
+
+@pytest.mark.parametrize("algorithm, command, cls, section", DECLARED)
+def test_every_declared_parameter_is_in_processing_cli_and_readme(deeppixel_provider, algorithm, command, cls,
+                                                                   section):
+    alg = QgsApplication.processingRegistry().algorithmById(algorithm)
+    cli = {a.dest: a for a in _subparser(command)._actions}
+    readme = _readme_section(section)
+    defaults = cls()
+    for f, spec in declared(cls):
+        name, default = processing_name(f), getattr(defaults, f.name)
+        definition = alg.parameterDefinition(name)
+        assert definition is not None, name
+        assert definition.description().startswith(spec.label), name
+        if spec.kind in ("int", "float", "bool", "str", "enum"):
+            assert definition.defaultValue() == default, (name, definition.defaultValue(), default)
+        optional = spec.optional or (bool(spec.choices) and spec.kind == "str")
+        assert bool(definition.flags() & definition.FlagOptional) == optional, name
+        assert f.name in cli and cli[f.name].default == default, name
+        assert cli_flag(f, spec) in cli[f.name].option_strings, name
+        assert re.search(rf"`{name}`", readme), f"{name} is missing from the README's {section} section"
+
+
+def test_processing_names_are_the_stable_ones(deeppixel_provider):
+    """The qgis_process and modeler interface: these names never change."""
+    alg = QgsApplication.processingRegistry().algorithmById("deeppixel:classifypixels")
+    names = {p.name() for p in alg.parameterDefinitions()}
+    assert {"INPUT_RASTER", "MODEL_DEFINITION", "OUTPUT_RASTER", "TILE_SIZE", "PADDING", "BATCH_SIZE",
+            "PREDICT_BACKGROUND", "TEST_TIME_AUGMENTATION", "MASK_POLYGONS", "OUTPUT_CONFIDENCE", "DEVICE",
+            "RUNTIME", "PRECISION"} <= names
