@@ -11,6 +11,7 @@ from rasterio.windows import bounds as window_bounds
 from . import chips_layout
 from .bandstats import BandStats
 from .errors import DeepPixelError
+from .params import option
 from .files import check_output_folder, staged_folder
 from .progress import Progress, check
 from .raster import describe, open_raster, read_window, valid_mask, window_transform
@@ -23,17 +24,25 @@ IMAGE_FORMATS = ("TIFF", "PNG")
 
 @dataclass
 class ExportOptions:
-    """Export parameters; these defaults are the ones every interface shows."""
-    image_format: str = "TIFF"
-    tile_size_x: int = 256
-    tile_size_y: int = 256
-    stride_x: int = 128
-    stride_y: int = 128
-    rotation_angle: float = 0.0
-    output_nofeature_tiles: bool = False
-    buffer_radius: float = 0.0
-    min_labelled_fraction: float = 0.0
-    bands: tuple = field(default_factory=tuple)
+    """Export Training Data's options, each declared once (deep_pixel/params.py builds the interfaces)."""
+    image_format: str = option("TIFF", "Image format", "TIFF, or PNG for at most 3 bands of 8-bit data",
+                               kind="enum", choices=IMAGE_FORMATS)
+    tile_size_x: int = option(256, "Tile size X (pixels)", "chip width", minimum=1)
+    tile_size_y: int = option(256, "Tile size Y (pixels)", "chip height", minimum=1)
+    stride_x: int = option(128, "Stride X (pixels)", "distance between chips; equal to the tile size: no overlap",
+                           minimum=1)
+    stride_y: int = option(128, "Stride Y (pixels)", "distance between chips; equal to the tile size: no overlap",
+                           minimum=1)
+    rotation_angle: float = option(0.0, "Rotation angle (0, 90 or 180 degrees)",
+                                   "90: extra chips rotated by 90, 180 and 270 degrees; 180: one extra", minimum=0,
+                                   maximum=360)
+    output_nofeature_tiles: bool = option(False, "Also export tiles without samples",
+                                          "also export chips without any labelled pixel")
+    buffer_radius: float = option(0.0, "Buffer radius for point samples (raster CRS units)",
+                                  "point samples become discs of this radius", minimum=0)
+    min_labelled_fraction: float = option(0.0, "Minimum labelled fraction of a chip",
+                                          "chips with fewer labelled pixels are skipped", minimum=0, maximum=1)
+    bands: tuple = field(default_factory=tuple)     # 1-based bands (command line --bands; all by default)
 
     def rotations(self) -> list:
         """Quarter turns of the extra chips (0 is the original)."""

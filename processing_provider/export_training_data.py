@@ -3,21 +3,19 @@ from __future__ import annotations
 
 from qgis.core import (
     QgsProcessingOutputNumber,
-    QgsProcessingParameterBoolean,
-    QgsProcessingParameterEnum,
     QgsProcessingParameterFeatureSource,
     QgsProcessingParameterField,
     QgsProcessingParameterFile,
     QgsProcessingParameterFolderDestination,
-    QgsProcessingParameterNumber,
     QgsProcessingParameterRasterLayer,
 )
 
-from ..deep_pixel.export import IMAGE_FORMATS, ExportOptions
+from ..deep_pixel.export import ExportOptions
 from .base import DeepPixelAlgorithm
-from .engine_runner import LIGHT, run_engine
-from .layers import option, raster_path, vector_file
-from ..qgis_compat import number_type, source_type
+from .engine_runner import LIGHT, run_engine_options
+from .param_builder import add_declared, read_declared
+from .layers import raster_path, vector_file
+from ..qgis_compat import source_type
 
 HELP = """Cuts a raster and labelled training polygons into image chips and label chips for training.
 
@@ -33,7 +31,6 @@ class ExportTrainingDataAlgorithm(DeepPixelAlgorithm):
     HELP = HELP
 
     def initAlgorithm(self, config=None):  # noqa: N802
-        d = ExportOptions()
         self.addParameter(QgsProcessingParameterRasterLayer("INPUT_RASTER", "Input raster"))
         self.addParameter(QgsProcessingParameterFeatureSource(
             "INPUT_SAMPLES", "Training samples", [source_type("polygon"), source_type("point")]))
@@ -43,54 +40,27 @@ class ExportTrainingDataAlgorithm(DeepPixelAlgorithm):
         self.addParameter(QgsProcessingParameterFile(
             "CLASS_SCHEMA", "Class schema (JSON or .emd; optional)", optional=True,
             fileFilter="Class schema (*.json *.emd)"))
-        self.addParameter(QgsProcessingParameterEnum(
-            "IMAGE_FORMAT", "Image format", options=list(IMAGE_FORMATS), defaultValue=d.image_format,
-            usesStaticStrings=True))
-        for name, label, value in (("TILE_SIZE_X", "Tile size X (pixels)", d.tile_size_x),
-                                   ("TILE_SIZE_Y", "Tile size Y (pixels)", d.tile_size_y),
-                                   ("STRIDE_X", "Stride X (pixels)", d.stride_x),
-                                   ("STRIDE_Y", "Stride Y (pixels)", d.stride_y)):
-            self.addParameter(QgsProcessingParameterNumber(name, label, number_type("int"),
-                                                           defaultValue=value, minValue=1))
-        self.addParameter(QgsProcessingParameterNumber(
-            "ROTATION_ANGLE", "Rotation angle (0, 90 or 180 degrees)", number_type("float"),
-            defaultValue=d.rotation_angle, minValue=0, maxValue=360))
-        self.addParameter(QgsProcessingParameterBoolean(
-            "OUTPUT_NOFEATURE_TILES", "Also export tiles without samples", defaultValue=d.output_nofeature_tiles))
-        self.addParameter(QgsProcessingParameterNumber(
-            "BUFFER_RADIUS", "Buffer radius for point samples (raster CRS units)",
-            number_type("float"), defaultValue=d.buffer_radius, minValue=0))
+        add_declared(self, ExportOptions, skip=["min_labelled_fraction"])
         self.addParameter(QgsProcessingParameterFeatureSource(
             "MASK_POLYGONS", "Mask polygons (chips only inside them)", [source_type("polygon")],
             optional=True))
-        self.addParameter(QgsProcessingParameterNumber(
-            "MIN_LABELLED_FRACTION", "Minimum labelled fraction of a chip", number_type("float"),
-            defaultValue=d.min_labelled_fraction, minValue=0, maxValue=1))
+        add_declared(self, ExportOptions, only=["min_labelled_fraction"])
         self.addParameter(QgsProcessingParameterFolderDestination("OUTPUT_FOLDER", "Output folder"))
         self.addOutput(QgsProcessingOutputNumber("NUM_CHIPS", "Number of chips"))
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
         raster = raster_path(self.parameterAsRasterLayer(parameters, "INPUT_RASTER", context), "INPUT_RASTER")
         samples, samples_layer = vector_file(self, parameters, "INPUT_SAMPLES", context, feedback)
-        argv = ["--input-raster", raster, "--input-samples", samples,
-                "--output-folder", self.parameterAsString(parameters, "OUTPUT_FOLDER", context),
-                "--image-format", self.parameterAsEnumString(parameters, "IMAGE_FORMAT", context)]
-        if samples_layer:
-            argv += ["--samples-layer", samples_layer]
-        field = self.parameterAsString(parameters, "CLASS_FIELD", context)
-        if field:
-            argv += ["--class-field", field]
-        schema = self.parameterAsFile(parameters, "CLASS_SCHEMA", context)
-        if schema:
-            argv += ["--schema", schema]
-        for name in ("TILE_SIZE_X", "TILE_SIZE_Y", "STRIDE_X", "STRIDE_Y"):
-            argv += [option(name), self.parameterAsInt(parameters, name, context)]
-        for name in ("ROTATION_ANGLE", "BUFFER_RADIUS", "MIN_LABELLED_FRACTION"):
-            argv += [option(name), repr(self.parameterAsDouble(parameters, name, context))]
-        if self.parameterAsBool(parameters, "OUTPUT_NOFEATURE_TILES", context):
-            argv.append("--output-nofeature-tiles")
+        inputs = {"input_raster": raster, "input_samples": samples,
+                  "output_folder": self.parameterAsString(parameters, "OUTPUT_FOLDER", context),
+                  "samples_layer": samples_layer or None,
+                  "class_field": self.parameterAsString(parameters, "CLASS_FIELD", context) or None,
+                  "schema": self.parameterAsFile(parameters, "CLASS_SCHEMA", context) or None,
+                  "mask_polygons": None, "mask_layer": None}
         if parameters.get("MASK_POLYGONS"):
-            mask, mask_layer = vector_file(self, parameters, "MASK_POLYGONS", context, feedback)
-            argv += ["--mask-polygons", mask] + (["--mask-layer", mask_layer] if mask_layer else [])
-        result = run_engine("export", argv, feedback, needs=LIGHT)
+            inputs["mask_polygons"], inputs["mask_layer"] = vector_file(self, parameters, "MASK_POLYGONS", context,
+                                                                        feedback)
+            inputs["mask_layer"] = inputs["mask_layer"] or None
+        options = read_declared(self, ExportOptions, parameters, context, feedback)
+        result = run_engine_options("export", inputs, options, feedback, needs=LIGHT)
         return {"OUTPUT_FOLDER": result["output_folder"], "NUM_CHIPS": result["chips"]}

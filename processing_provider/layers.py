@@ -1,10 +1,7 @@
-"""QGIS layers <-> engine inputs: rasters to paths, vector features to shapely geometries."""
+"""QGIS layers -> engine inputs: raster layers to the files GDAL reads, vector sources to files."""
 from __future__ import annotations
 
-from qgis.core import NULL, QgsFeatureRequest, QgsProcessingException
-from shapely import wkb
-
-from ..deep_pixel.samples import Samples, pick_class_field, resolve_class_values
+from qgis.core import QgsProcessingException
 
 
 def raster_path(layer, parameter_name: str) -> str:
@@ -34,33 +31,3 @@ def vector_file(alg, parameters, name, context, feedback):
     if not path:
         raise QgsProcessingException(f"{name}: no vector layer was given or it could not be loaded.")
     return path, layer_name or None
-
-
-def _value(v):
-    return None if v is None or v == NULL else v
-
-
-def read_geometries(source, feedback=None, field: str | None = None):
-    """(geometries, raw field values, CRS WKT) of a feature source, skipping empty geometries."""
-    geoms, values = [], []
-    request = QgsFeatureRequest()
-    for feature in source.getFeatures(request):
-        if feedback is not None and feedback.isCanceled():
-            break
-        g = feature.geometry()
-        if g is None or g.isNull() or g.isEmpty():
-            continue
-        geoms.append(wkb.loads(bytes(g.asWkb())))
-        values.append(_value(feature[field]) if field else None)
-    crs = source.sourceCrs()
-    return geoms, values, crs.toWkt() if crs.isValid() else None
-
-
-def samples_from_source(source, class_field: str | None, schema=None, feedback=None):
-    """Engine ``Samples`` from a feature source and its class field (integer or text)."""
-    if source is None:
-        raise QgsProcessingException("INPUT_SAMPLES: no sample layer was given or it could not be loaded.")
-    field = pick_class_field([f.name() for f in source.fields()], class_field or None)
-    geoms, raw, crs_wkt = read_geometries(source, feedback, field)
-    values, schema, mapping = resolve_class_values(raw, schema)
-    return Samples(geoms, values, crs_wkt), schema, mapping, field
