@@ -17,15 +17,6 @@ from .progress import ConsoleProgress, JsonLinesProgress
 COMMANDS = ("export", "train", "classify", "evaluate", "diagnose")
 
 
-def _load(name):
-    try:
-        return importlib.import_module(f".commands.{name}", __package__)
-    except ModuleNotFoundError as e:
-        if e.name and e.name.endswith(f"commands.{name}"):
-            return None
-        raise
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m deep_pixel",
                                      description="Deep Pixel: deep-learning pixel classification of rasters.")
@@ -34,9 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="progress as a bar on stderr, or JSON lines on stdout (for other programs)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
-        module = _load(name)
-        if module is None:
-            continue
+        module = importlib.import_module(f".commands.{name}", __package__)
         p = sub.add_parser(name, help=module.HELP, description=module.HELP,
                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
         module.add_arguments(p)

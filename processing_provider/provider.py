@@ -7,8 +7,8 @@ import os
 from qgis.core import Qgis, QgsMessageLog, QgsProcessingProvider
 from qgis.PyQt.QtGui import QIcon
 
-# module name in this package -> algorithm class name; a module that fails to import is logged
-# and skipped, so one broken algorithm never hides the others.
+# module name in this package -> algorithm class name. A module that fails to import is an error
+# (logged, then raised): a broken algorithm must never disappear from the toolbox silently.
 ALGORITHMS = (
     ("export_training_data", "ExportTrainingDataAlgorithm"),
     ("train_model", "TrainModelAlgorithm"),
@@ -34,9 +34,8 @@ class DeepPixelProvider(QgsProcessingProvider):
         for module_name, class_name in ALGORITHMS:
             try:
                 module = importlib.import_module(f".{module_name}", __package__)
-            except ModuleNotFoundError as e:
-                if e.name and e.name.endswith(module_name):
-                    continue  # not written yet
-                QgsMessageLog.logMessage(f"{module_name}: {e}", "Deep Pixel", Qgis.MessageLevel.Warning)
-                continue
+            except Exception as e:
+                QgsMessageLog.logMessage(f"The algorithm module {module_name} cannot be loaded: {e}", "Deep Pixel",
+                                         Qgis.MessageLevel.Critical)
+                raise
             self.addAlgorithm(getattr(module, class_name)())
