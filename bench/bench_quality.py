@@ -142,7 +142,7 @@ def main():
         test_gpkg = write_subset(vec, test_idx, os.path.join(tmp, "test.gpkg"))
         options = TrainOptions(device="cpu", seed=0)
         miou, oa, secs, result = network(tmp, train_gpkg, test_gpkg, options)
-        rows.append((f"Deep Pixel (defaults: {options.model_type}/{options.backbone}, {result.epochs_run} epochs, "
+        rows.append((f"Deep Pixel (defaults: {'/'.join(options.network())}, {result.epochs_run} epochs, "
                      "TTA)", miou, oa, secs))
     base = rows[0][3]
     print(f"{'method':58s} {'mIoU':>6s} {'OA':>6s} {'train s':>8s} {'time / RF':>9s}")

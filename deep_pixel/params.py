@@ -14,7 +14,7 @@ from dataclasses import MISSING, Field, dataclass, field, fields
 
 from .errors import DeepPixelError
 
-KINDS = ("int", "float", "bool", "str", "enum", "field", "vector", "raster_out")
+KINDS = ("int", "float", "bool", "str", "enum", "field", "file", "keyvalues", "vector", "raster_out")
 
 
 @dataclass(frozen=True)
@@ -28,12 +28,19 @@ class Spec:
     optional: bool = False          # may be left empty (None)
     advanced: bool = False          # under "Advanced" in the Processing dialog
     parent: str = ""                # kind "field": the Processing layer parameter it belongs to
+    strict: bool = True             # False: choices are suggestions (Processing's list), any value passes
+    aliases: tuple = ()             # extra command-line flags kept for compatibility
+    file_filter: str = ""           # kind "file": the Processing file dialog's filter
+    parse: object = None            # kind "keyvalues": text -> value (command line and Processing)
     interfaces: tuple = ("cli", "processing")
 
 
 def option(default, label: str, help: str = "", **spec) -> Field:
-    """A declared options field (see Spec for the keywords)."""
-    return field(default=default, metadata={"spec": Spec(label, help, **spec)})
+    """A declared options field (see Spec for the keywords); dict/list defaults are copied per instance."""
+    metadata = {"spec": Spec(label, help, **spec)}
+    if isinstance(default, (dict, list)):
+        return field(default_factory=lambda: type(default)(default), metadata=metadata)
+    return field(default=default, metadata=metadata)
 
 
 def declared(cls, interface: str | None = None) -> list:
@@ -49,7 +56,8 @@ def declared(cls, interface: str | None = None) -> list:
 def _with_kind(f: Field, spec: Spec) -> Spec:
     if spec.kind:
         return spec
-    default = f.default if f.default is not MISSING else None
+    default = f.default if f.default is not MISSING else (f.default_factory() if f.default_factory is not MISSING
+                                                           else None)
     kind = {bool: "bool", int: "int", float: "float"}.get(type(default), "str")
     return Spec(**{**spec.__dict__, "kind": kind})
 
@@ -77,15 +85,15 @@ def add_cli_arguments(parser: argparse.ArgumentParser, cls) -> None:
     defaults = cls()
     for f, spec in declared(cls, "cli"):
         default = getattr(defaults, f.name)
-        flag = cli_flag(f, spec)
+        flags = [cli_flag(f, spec), *spec.aliases]
         text = describe(spec)
         if spec.kind == "bool":
             action = "store_false" if default is True else "store_true"
-            parser.add_argument(flag, dest=f.name, action=action, default=default, help=text)
+            parser.add_argument(*flags, dest=f.name, action=action, default=default, help=text)
         else:
-            kind = {"int": int, "float": float}.get(spec.kind, str)
-            parser.add_argument(flag, dest=f.name, type=kind, default=default, help=text,
-                                choices=list(spec.choices) or None)
+            kind = {"int": int, "float": float}.get(spec.kind, spec.parse if spec.kind == "keyvalues" else str)
+            parser.add_argument(*flags, dest=f.name, type=kind, default=default, help=text,
+                                choices=(list(spec.choices) if spec.strict else None) or None)
     parser.add_argument("--options-json", default=None,
                         help="a JSON file of these options (field names as keys; the external engine of the "
                              "Processing algorithms passes them this way)")
@@ -122,7 +130,7 @@ def check_ranges(options) -> None:
         if value is None:
             continue
         name = processing_name(f)
-        if spec.choices and value not in spec.choices:
+        if spec.choices and spec.strict and value not in spec.choices:
             raise DeepPixelError(f"{name} {value!r} is not one of {', '.join(map(str, spec.choices))}.")
         if spec.kind in ("int", "float"):
             if spec.minimum is not None and value < spec.minimum:

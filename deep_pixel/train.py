@@ -64,10 +64,10 @@ def _load_pretrained(options, data, progress):
     if path.lower().endswith((".emd", ".dlpk")) or os.path.isdir(path):
         from .package import load_package
         pkg = load_package(path)
-        if options.network_given and \
-                (pkg.model_type, pkg.backbone.lower()) != (options.model_type, options.backbone.lower()):
+        model_type, backbone = options.network()
+        if options.network_given and (pkg.model_type, pkg.backbone.lower()) != (model_type, backbone.lower()):
             raise DeepPixelError(f"The pretrained model {os.path.basename(path)} is {pkg.model_type}/{pkg.backbone} "
-                                 f"but MODEL_TYPE/BACKBONE are {options.model_type}/{options.backbone}: a model "
+                                 f"but MODEL_TYPE/BACKBONE are {model_type}/{backbone}: a model "
                                  f"is fine-tuned with its own network. Set MODEL_TYPE={pkg.model_type} and "
                                  f"BACKBONE={pkg.backbone} (or leave both out), or leave PRETRAINED_MODEL empty.")
         if pkg.transform.bands != data.num_bands:
@@ -176,7 +176,7 @@ def _train(folders, output_folder, options, progress, checkpoints) -> TrainResul
                      "architecture, backbone, decoder and normalisation come from that model.")
         why = "from the pretrained model"
     else:
-        model_type, backbone = options.model_type, options.backbone
+        model_type, backbone = options.network()
         params, why = network_parameters(options, device.type == "cuda")
         pair = ndvi_pair(data.band_names, data.bands) if options.arg("ndvi") else None
         transform = InputTransform(data.band_stats["mean"], data.band_stats["std"], [pair] if pair else [])

@@ -1,10 +1,12 @@
 """Train Model parameters: defaults defined once, MODEL_ARGUMENTS parsing, network choice."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from .errors import DeepPixelError
-from .models import ARCHITECTURES
+from .device import DEVICES_HELP
+from .models import ARCHITECTURES, BACKBONES
+from .params import option
 
 MONITORS = ("valid_loss", "miou", "accuracy")
 AUGMENTATIONS = ("default", "none", "custom")
@@ -44,26 +46,55 @@ AUTO_VALIDATION_PERCENT = 10.0
 MIN_STEPS_PER_EPOCH = 30
 
 
+DEFAULT_MODEL_TYPE = "UNET"
+DEFAULT_BACKBONE = "resnet34"
+
+
 @dataclass
 class TrainOptions:
-    """Every Train Model parameter; these defaults are what every interface shows."""
-    max_epochs: int = 20
-    model_type: str = "UNET"
-    backbone: str = "resnet34"
-    batch_size: int = 8
-    learning_rate: float | None = None          # None: learning-rate range test
-    validation_percent: float | None = None     # None: 10, or 0 below AUTO_VALIDATION_MIN_CHIPS chips
-    stop_when_not_improving: bool = True
-    monitor: str = "valid_loss"
-    freeze_backbone: bool = True                # only applies with PRETRAINED_MODEL
-    pretrained_model: str | None = None
-    augmentation: str = "default"
-    custom_augmentation: dict = field(default_factory=dict)   # flips/rot90 switches for "custom"
-    model_arguments: dict = field(default_factory=dict)
-    seed: int = 0
-    device: str = "auto"
-    # False when MODEL_TYPE/BACKBONE were not given: a pretrained package then brings its own network.
-    network_given: bool = True
+    """Train Model's options, each declared once (deep_pixel/params.py builds the interfaces)."""
+    max_epochs: int = option(20, "Maximum epochs", "upper bound on the epochs; training stops earlier when the "
+                             "monitored metric stops improving", minimum=1)
+    model_type: str | None = option(
+        None, "Model type", f"network architecture; empty: {DEFAULT_MODEL_TYPE}, or the pretrained model's",
+        kind="enum", choices=tuple(ARCHITECTURES), optional=True)
+    backbone: str | None = option(
+        None, "Backbone", f"encoder; empty: {DEFAULT_BACKBONE}, or the pretrained model's", kind="enum",
+        choices=BACKBONES, optional=True, strict=False)
+    batch_size: int = option(8, "Batch size", "chips per training step", minimum=1)
+    learning_rate: float | None = option(
+        None, "Learning rate (empty: range test)", "empty or 0: found with a learning-rate range test", kind="float",
+        minimum=0, optional=True)
+    validation_percent: float | None = option(
+        None, "Validation chips (%; empty: 10, or none with fewer than 200 chips)",
+        f"chips held out, spatially apart, for validation; empty: {AUTO_VALIDATION_PERCENT:g}, or 0 with fewer "
+        f"than {AUTO_VALIDATION_MIN_CHIPS} chips", kind="float", minimum=0, maximum=99, optional=True)
+    stop_when_not_improving: bool = option(True, "Stop when the model stops improving",
+                                           "off: train all epochs", aliases=("--no-early-stop",))
+    monitor: str = option("valid_loss", "Monitored metric", "what picks the best epoch and stops training",
+                          kind="enum", choices=MONITORS)
+    freeze_backbone: bool = option(True, "Freeze backbone (with a pretrained model)",
+                                   "with PRETRAINED_MODEL: keep the backbone's weights at first")
+    pretrained_model: str | None = option(
+        None, "Pretrained model (.emd/.dlpk to fine-tune, or encoder weights)", "our .emd/.dlpk to fine-tune "
+        "(its network is used), or an encoder weights file", kind="file", optional=True,
+        file_filter="Models (*.emd *.dlpk *.pth *.pt)")
+    augmentation: str = option("default", "Augmentation", "default: flips and 90-degree rotations", kind="enum",
+                               choices=AUGMENTATIONS)
+    model_arguments: dict = option(
+        {}, "Model arguments (key=value, ...)", "; ".join(f"{k} ({v[2]})" for k, v in MODEL_ARGUMENTS.items()),
+        kind="keyvalues", optional=True, parse=lambda text: parse_model_arguments(text))
+    seed: int = option(0, "Random seed", "makes training reproducible", minimum=0)
+    device: str = option("auto", "Device", DEVICES_HELP)
+
+    @property
+    def network_given(self) -> bool:
+        """MODEL_TYPE or BACKBONE set: else a pretrained package brings its own network."""
+        return self.model_type is not None or self.backbone is not None
+
+    def network(self) -> tuple:
+        """(model type, backbone) when not fine-tuning a package."""
+        return (self.model_type or DEFAULT_MODEL_TYPE).upper(), self.backbone or DEFAULT_BACKBONE
 
     def resolved_validation_percent(self, chips: int) -> float:
         if self.validation_percent is not None:
@@ -74,9 +105,13 @@ class TrainOptions:
         return self.model_arguments.get(key, MODEL_ARGUMENTS[key][1])
 
     def validate(self) -> None:
-        if self.model_type.upper() not in ARCHITECTURES:
-            raise DeepPixelError(f"Unknown MODEL_TYPE {self.model_type!r}; choose one of {', '.join(ARCHITECTURES)}.")
-        self.model_type = self.model_type.upper()
+        if self.model_type is not None:
+            if self.model_type.upper() not in ARCHITECTURES:
+                raise DeepPixelError(f"Unknown MODEL_TYPE {self.model_type!r}; choose one of "
+                                     f"{', '.join(ARCHITECTURES)}.")
+            self.model_type = self.model_type.upper()
+        if self.learning_rate == 0:
+            self.learning_rate = None                   # 0 (Processing's empty number) = range test
         if self.max_epochs < 1:
             raise DeepPixelError("MAX_EPOCHS must be at least 1.")
         if self.batch_size < 1:
@@ -153,15 +188,16 @@ def network_parameters(options: TrainOptions, on_cuda: bool) -> tuple:
     """(extra smp parameters, sentence saying why) for the chosen decoder."""
     decoder = options.arg("decoder")
     if decoder == "auto":
-        decoder = "light" if not on_cuda and options.model_type in LIGHT_ARCHITECTURES else "default"
+        model_type = options.network()[0]
+        decoder = "light" if not on_cuda and model_type in LIGHT_ARCHITECTURES else "default"
         why = ("auto: CPU, so the light decoder (about 6x more steps per minute)" if decoder == "light"
-               else "auto: " + ("CUDA" if on_cuda else f"{options.model_type} has no light variant")
+               else "auto: " + ("CUDA" if on_cuda else f"{model_type} has no light variant")
                + ", so the default decoder")
     else:
         why = "as requested"
     if decoder == "light":
-        if options.model_type not in LIGHT_ARCHITECTURES:
+        if options.network()[0] not in LIGHT_ARCHITECTURES:
             raise DeepPixelError(f"decoder=light exists for {', '.join(LIGHT_ARCHITECTURES)} only, not "
-                                 f"{options.model_type}. Remove it or choose UNET.")
+                                 f"{options.network()[0]}. Remove it or choose UNET.")
         return dict(LIGHT_DECODER), f"decoder light ({why})"
     return {}, f"decoder default ({why})"

@@ -79,7 +79,7 @@ def run_engine_options(command: str, inputs: dict, options, feedback, needs=HEAV
             json.dump(to_json(options), f)
         try:
             argv = [a for flag, value in inputs.items() if value is not None
-                    for a in (f"--{flag.replace('_', '-')}", value)]
+                    for a in (f"--{flag.replace('_', '-')}", *(value if isinstance(value, list) else [value]))]
             return _run_external(python, command, argv + ["--options-json", f.name], feedback)
         finally:
             os.remove(f.name)

@@ -15,11 +15,6 @@ def raster_path(layer, parameter_name: str) -> str:
     return layer.source().split("|")[0]
 
 
-def option(parameter_name: str) -> str:
-    """The engine's command-line option for a Processing parameter: TILE_SIZE_X -> --tile-size-x."""
-    return "--" + parameter_name.lower().replace("_", "-")
-
-
 def vector_file(alg, parameters, name, context, feedback):
     """(path, layer name) of a vector parameter as a file the engine can read.
 

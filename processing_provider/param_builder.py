@@ -6,7 +6,7 @@ default, range, choices, optional and advanced flags are the declaration's.
 from __future__ import annotations
 
 from qgis.core import (QgsProcessingParameterBoolean, QgsProcessingParameterEnum,
-                       QgsProcessingParameterFeatureSource, QgsProcessingParameterField,
+                       QgsProcessingParameterFeatureSource, QgsProcessingParameterField, QgsProcessingParameterFile,
                        QgsProcessingParameterNumber, QgsProcessingParameterRasterDestination,
                        QgsProcessingParameterString)
 
@@ -48,9 +48,13 @@ def _definition(name, spec, default):
         return QgsProcessingParameterFeatureSource(name, label, [source_type("polygon")], optional=spec.optional)
     if spec.kind == "enum":
         return QgsProcessingParameterEnum(name, label, options=list(spec.choices), defaultValue=default,
-                                          usesStaticStrings=True)
+                                          usesStaticStrings=True, optional=spec.optional)
     if spec.kind == "field":
         return QgsProcessingParameterField(name, label, parentLayerParameterName=spec.parent, optional=spec.optional)
+    if spec.kind == "keyvalues":
+        return QgsProcessingParameterString(name, label, optional=True)
+    if spec.kind == "file":
+        return QgsProcessingParameterFile(name, label, optional=spec.optional, fileFilter=spec.file_filter)
     if spec.kind == "raster_out":
         return QgsProcessingParameterRasterDestination(name, label, optional=spec.optional, createByDefault=False)
     if spec.choices:
@@ -65,7 +69,7 @@ def read_declared(alg, cls, parameters, context, feedback):
     for f, spec in declared(cls, "processing"):
         name = processing_name(f)
         given = parameters.get(name)
-        if spec.optional and given in (None, ""):
+        if spec.optional and given in (None, "") and spec.kind != "keyvalues":
             values[f.name] = None
         elif spec.kind == "int":
             values[f.name] = alg.parameterAsInt(parameters, name, context)
@@ -79,6 +83,10 @@ def read_declared(alg, cls, parameters, context, feedback):
             values[f.name] = alg.parameterAsEnumString(parameters, name, context) or getattr(defaults, f.name)
         elif spec.kind == "field":
             values[f.name] = alg.parameterAsString(parameters, name, context) or None
+        elif spec.kind == "file":
+            values[f.name] = alg.parameterAsFile(parameters, name, context) or None
+        elif spec.kind == "keyvalues":
+            values[f.name] = spec.parse(alg.parameterAsString(parameters, name, context) or "")
         elif spec.kind == "raster_out":
             values[f.name] = alg.parameterAsOutputLayer(parameters, name, context) or None
         else:

@@ -244,9 +244,8 @@ def test_pretrained_model_of_another_network_or_band_count(tmp_path):
     _fails(a, tmp_path / "m", r"is UNET/resnet18 but MODEL_TYPE/BACKBONE are FPN/resnet18.*MODEL_TYPE=UNET",
            model_type="FPN", pretrained_model=base.emd_path)
     # MODEL_TYPE/BACKBONE left out (Processing and the CLI without them): the package's network is used
-    tuned = train_model(a, str(tmp_path / "tuned"), tiny(max_epochs=1, validation_percent=0, backbone="resnet34",
-                                                         model_type="FPN", network_given=False,
-                                                         pretrained_model=base.emd_path))
+    tuned = train_model(a, str(tmp_path / "tuned"), tiny(max_epochs=1, validation_percent=0, backbone=None,
+                                                         model_type=None, pretrained_model=base.emd_path))
     assert json.load(open(tuned.emd_path))["ModelParameters"]["backbone"] == "resnet18"
     b = write_chips(tmp_path / "b", bands=4)
     _fails(b, tmp_path / "m", r"takes 3 band\(s\) but the chips have 4", pretrained_model=base.emd_path)

@@ -8,13 +8,15 @@ from qgis.core import QgsApplication
 from deep_pixel.classify_options import ClassifyOptions
 from deep_pixel.evaluate import EvaluateOptions
 from deep_pixel.export import ExportOptions
+from deep_pixel.train_options import TrainOptions
 from deep_pixel.cli import build_parser
 from deep_pixel.params import cli_flag, declared, processing_name
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DECLARED = [("deeppixel:classifypixels", "classify", ClassifyOptions, "## Classify Pixels"),
             ("deeppixel:computeaccuracy", "evaluate", EvaluateOptions, "## Compute Accuracy"),
-            ("deeppixel:exporttrainingdata", "export", ExportOptions, "## Export Training Data")]
+            ("deeppixel:exporttrainingdata", "export", ExportOptions, "## Export Training Data"),
+            ("deeppixel:trainmodel", "train", TrainOptions, "## Train Model")]
 
 
 def _subparser(command):
