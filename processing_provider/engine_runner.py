@@ -1,15 +1,15 @@
 """Run an engine command in QGIS's Python or in an external Python, with one calling convention.
 
-Algorithms turn their parameters into the engine's command-line arguments (the same ones as
-``python -m deep_pixel <command> --help``) and call :func:`run_engine`. Without an external
-interpreter the command's ``run`` is called in-process with Processing feedback; with one
-(environment variable ``DEEP_PIXEL_PYTHON`` or the plugin setting ``deeppixel/engine_python``),
-``python -m deep_pixel --progress json <command> ...`` runs as a child process whose JSON lines
-become Processing progress, messages and errors, and cancelling kills it.
+Algorithms read their declared options into the engine's options dataclass
+(param_builder.read_declared) and call :func:`run_engine_options` with the command's inputs. Without
+an external interpreter the command's ``execute`` gets the dataclass in-process with Processing
+feedback; with one (environment variable ``DEEP_PIXEL_PYTHON`` or the plugin setting
+``deeppixel/engine_python``), ``python -m deep_pixel --progress json <command> ... --options-json F``
+runs as a child process whose JSON lines become Processing progress, messages and errors, and
+cancelling kills it.
 """
 from __future__ import annotations
 
-import argparse
 import importlib
 import json
 import os
@@ -40,31 +40,6 @@ def engine_python() -> str | None:
 def engine_mode() -> str:
     python = engine_python()
     return f"external: {python}" if python else "in-process (QGIS's Python)"
-
-
-def _parse(command: str, argv: list):
-    module = importlib.import_module(f"..deep_pixel.commands.{command}", __package__)
-    parser = argparse.ArgumentParser(prog=f"deep_pixel {command}", exit_on_error=False)
-    module.add_arguments(parser)
-    try:
-        args = parser.parse_args([str(a) for a in argv])
-    except (argparse.ArgumentError, SystemExit) as e:
-        raise QgsProcessingException(f"Invalid engine arguments for {command}: {e}") from e
-    args.progress = "qgis"
-    return module, args
-
-
-def run_engine(command: str, argv: list, feedback, needs=HEAVY) -> dict:
-    """Run ``deep_pixel <command> argv`` and return its result dict."""
-    python = engine_python()
-    if python:
-        return _run_external(python, command, argv, feedback)
-    absent = missing(list(needs))
-    if absent:
-        raise QgsProcessingException(missing_message(absent))
-    module, args = _parse(command, argv)
-    with engine_errors():
-        return module.run(args, FeedbackProgress(feedback))
 
 
 def run_engine_options(command: str, inputs: dict, options, feedback, needs=HEAVY) -> dict:
