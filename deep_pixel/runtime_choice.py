@@ -120,6 +120,5 @@ def _cpu(package, device, runtime, precision, progress):
                 missing = str(e)
         return _torch(package, device, "float32", f"ONNX Runtime not used: {missing}; "
                       f"{'no BF16 instructions on this CPU' if not bf16 else 'float32 as requested'}")
-    return _torch(package, device, "float32", "as requested" if precision == "float32" or not bf16
-                  else "float32")
+    return _torch(package, device, "float32", "as requested")
 
