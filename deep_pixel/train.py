@@ -155,206 +155,295 @@ def train_model(folders, output_folder: str, options: TrainOptions | None = None
     return result
 
 
+class BestEpoch:
+    """The best epoch so far by the monitored metric: its number, summary and weights; early stopping."""
+
+    def __init__(self, monitor: str, patience: int):
+        self.monitor, self.patience = monitor, patience
+        self.value, self.state, self.epoch, self.summary, self.stale = None, None, 0, {}, 0
+
+    def update(self, epoch: int, value, summary: dict, model) -> bool:
+        """Record an epoch; True when it is the best so far (its weights are kept)."""
+        improved = _better(self.monitor, value, self.value)
+        if improved or self.state is None:
+            self.value = value if improved else self.value
+            self.state = copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})
+            self.epoch, self.summary, self.stale = epoch, summary, 0
+        else:
+            self.stale += 1
+        return self.epoch == epoch
+
+    @property
+    def exhausted(self) -> bool:
+        return self.stale >= self.patience
+
+
+class _Run:
+    """One training run: what ``_prepare`` sets up, and what ``_fit`` and ``_write_best`` share."""
+
+    def __init__(self, options: TrainOptions, progress: Progress, name: str):
+        self.options, self.progress, self.name = options, progress, name
+        self.epochs, self.stopped_early, self.step = [], False, 0
+        self.best = BestEpoch(options.monitor, options.arg("patience"))
+
+
 def _train(folders, output_folder, options, progress, checkpoints) -> TrainResult:
+    run = _Run(options, progress, model_name(output_folder))
+    _prepare(run, folders)
+    _fit(run, checkpoints)
+    run.model.load_state_dict(run.best.state)
+    run.model.eval()
+    progress.report(0.96, "writing the model package")
+    with staged_folder(output_folder) as tmp:
+        progress.check_cancelled()
+        log = _write_best(run, tmp, with_onnx=True)
+    emd_path = os.path.join(output_folder, run.name + ".emd")
+    best = run.best
+    progress.report(1.0, f"model written: best epoch {best.epoch}")
+    progress.log(f"Model written to {output_folder} (best epoch {best.epoch}, accuracy "
+                 f"{_pct(best.summary.get('overall_accuracy'))}, mIoU {_pct(best.summary.get('mean_iou'))}).")
+    return TrainResult(output_folder, emd_path, best.epoch, len(run.epochs), best.summary, log, run.model)
+
+
+def _prepare(run: _Run, folders) -> None:
+    """Data, network, batches, loss, optimiser and learning rate, in that order."""
     import torch
-    device, reason = select_device(options.device)
-    progress.log(f"Device: {reason}.")
+    options, progress = run.options, run.progress
+    run.device, run.reason = select_device(options.device)
+    progress.log(f"Device: {run.reason}.")
     torch.manual_seed(options.seed)
-    data = read_chip_folders(folders, progress.sub(0.0, 0.03))
-    ignore = set(options.arg("ignore_classes"))
-    schema = data.schema
-    for v in ignore:
+    _prepare_data(run, folders)
+    _prepare_network(run)
+    _prepare_split(run)
+    _prepare_batches(run)
+    _prepare_model(run)
+    _prepare_optimiser(run)
+
+
+def _prepare_data(run: _Run, folders) -> None:
+    run.data = read_chip_folders(folders, run.progress.sub(0.0, 0.03))
+    run.ignore = set(run.options.arg("ignore_classes"))
+    schema = run.data.schema
+    for v in run.ignore:
         schema = schema.without_value(v) if schema.by_value(v) else schema
     if len(schema) < 1:
         raise DeepPixelError("Every class is in ignore_classes: nothing is left to train.")
-    class_values = schema.values
-    pkg, encoder_state = _load_pretrained(options, data, progress)
-    if pkg is not None:
-        model_type, backbone, params = pkg.model_type, pkg.backbone, dict(pkg.model_params)
-        transform = pkg.transform
-        progress.log(f"Fine-tuning {model_type}/{backbone} from {os.path.basename(pkg.emd_path)}: "
+    run.schema, run.class_values = schema, schema.values
+
+
+def _prepare_network(run: _Run) -> None:
+    """Architecture, backbone, decoder and input transform: the pretrained package's, or the options'."""
+    options, progress, data = run.options, run.progress, run.data
+    run.pkg, run.encoder_state = _load_pretrained(options, data, progress)
+    if run.pkg is not None:
+        pkg = run.pkg
+        run.model_type, run.backbone, run.params = pkg.model_type, pkg.backbone, dict(pkg.model_params)
+        run.transform = pkg.transform
+        progress.log(f"Fine-tuning {run.model_type}/{run.backbone} from {os.path.basename(pkg.emd_path)}: "
                      "architecture, backbone, decoder and normalisation come from that model.")
-        why = "from the pretrained model"
-    else:
-        model_type, backbone = options.network()
-        params, why = network_parameters(options, device.type == "cuda")
-        pair = ndvi_pair(data.band_names, data.bands) if options.arg("ndvi") else None
-        transform = InputTransform(data.band_stats["mean"], data.band_stats["std"], [pair] if pair else [])
-        if pair:
-            progress.log(f"NDVI added as an input channel (bands {data.bands[pair[0]]} nir, {data.bands[pair[1]]} red).")
-    depth = int(params.get("encoder_depth", 5))
-    multiple = 2 ** depth
+        run.why = "from the pretrained model"
+        return
+    run.model_type, run.backbone = options.network()
+    run.params, run.why = network_parameters(options, run.device.type == "cuda")
+    pair = ndvi_pair(data.band_names, data.bands) if options.arg("ndvi") else None
+    run.transform = InputTransform(data.band_stats["mean"], data.band_stats["std"], [pair] if pair else [])
+    if pair:
+        progress.log(f"NDVI added as an input channel (bands {data.bands[pair[0]]} nir, {data.bands[pair[1]]} red).")
+
+
+def _prepare_split(run: _Run) -> None:
+    options, progress, data = run.options, run.progress, run.data
     validation_percent = options.resolved_validation_percent(len(data.chips))
     if options.validation_percent is None:
         progress.log(f"VALIDATION_PERCENT not given: {validation_percent:g}% "
                      + ("(the default)." if validation_percent else
                         f"(fewer than {AUTO_VALIDATION_MIN_CHIPS} chips: every chip trains; give VALIDATION_PERCENT "
                         "to hold some out)."))
-    split = spatial_split(data.chips, validation_percent, options.seed)
-    train_idx, valid_idx = split["train"], split["valid"]
+    run.split = spatial_split(data.chips, validation_percent, options.seed)
+    run.train_idx, valid_idx = run.split["train"], run.split["valid"]
     progress.log(f"{len(data.chips)} chips from {len(data.folders)} folder(s), {data.num_bands} band(s), "
-                 f"classes {class_values}; {len(train_idx)} for training, {len(valid_idx)} for validation "
-                 f"(spatially apart, {len(split['dropped'])} training chips dropped because they overlap "
+                 f"classes {run.class_values}; {len(run.train_idx)} for training, {len(valid_idx)} for validation "
+                 f"(spatially apart, {len(run.split['dropped'])} training chips dropped because they overlap "
                  "validation chips).")
     if not valid_idx:
         progress.warn("No separate validation chips (too few chips or VALIDATION_PERCENT=0): metrics and "
                       "the best epoch are measured on the training chips.")
-    eval_idx = valid_idx or train_idx
-    crop = options.arg("chip_size") or (CPU_CHIP_SIZE if device.type == "cpu" else max(data.tile_size))
-    if options.arg("chip_size") and crop % multiple:    # whole chips of any size are padded instead
-        raise DeepPixelError(f"chip_size {crop} does not fit {model_type} with encoder depth {depth}: crops must "
-                             f"be a multiple of {multiple} px (2**encoder_depth), e.g. {multiple}, {2 * multiple}, "
-                             f"{4 * multiple} or {8 * multiple}. Change chip_size in MODEL_ARGUMENTS.")
-    lut = label_lut(class_values, ignore)
-    maker = BatchMaker(data.chips, transform, lut, crop, multiple,
-                       augmentation_set(options.augmentation, options.arg("augmentations")),
-                       options.arg("min_labelled_fraction"), options.seed)
+    run.eval_idx = valid_idx or run.train_idx
+
+
+def _prepare_batches(run: _Run) -> None:
+    """Crop size, the batch maker and the loss (with class weights)."""
+    options, progress, data = run.options, run.progress, run.data
+    depth = int(run.params.get("encoder_depth", 5))
+    run.multiple = 2 ** depth
+    run.crop = options.arg("chip_size") or (CPU_CHIP_SIZE if run.device.type == "cpu" else max(data.tile_size))
+    if options.arg("chip_size") and run.crop % run.multiple:    # whole chips of any size are padded instead
+        m = run.multiple
+        raise DeepPixelError(f"chip_size {run.crop} does not fit {run.model_type} with encoder depth {depth}: crops "
+                             f"must be a multiple of {m} px (2**encoder_depth), e.g. {m}, {2 * m}, {4 * m} or "
+                             f"{8 * m}. Change chip_size in MODEL_ARGUMENTS.")
+    run.maker = BatchMaker(data.chips, run.transform, label_lut(run.class_values, run.ignore), run.crop,
+                           run.multiple, augmentation_set(options.augmentation, options.arg("augmentations")),
+                           options.arg("min_labelled_fraction"), options.seed)
     weights = None
     if options.arg("class_balancing"):
-        weights = class_weights(data.pixels_per_class(train_idx), class_values)
+        weights = class_weights(data.pixels_per_class(run.train_idx), run.class_values)
         progress.log("Class weights (1/sqrt frequency): " + ", ".join(
-            f"{v}={w:.2f}" for v, w in zip(class_values, weights)))
-    loss_fn = SegmentationLoss(len(class_values), weights, options.arg("focal_loss"),
-                               options.arg("dice_loss_fraction"))
-    model = build_model(model_type, backbone, transform.channels, len(class_values), **params)
-    if pkg is not None:
-        _load_matching(model, torch.load(pkg.weights_path, map_location="cpu", weights_only=True),
+            f"{v}={w:.2f}" for v, w in zip(run.class_values, weights)))
+    run.loss_fn = SegmentationLoss(len(run.class_values), weights, options.arg("focal_loss"),
+                                   options.arg("dice_loss_fraction"))
+
+
+def _prepare_model(run: _Run) -> None:
+    import torch
+    options, progress = run.options, run.progress
+    model = build_model(run.model_type, run.backbone, run.transform.channels, len(run.class_values), **run.params)
+    if run.pkg is not None:
+        _load_matching(model, torch.load(run.pkg.weights_path, map_location="cpu", weights_only=True),
                        "pretrained model", progress)
-    elif encoder_state is not None:
-        _load_matching(model.encoder, encoder_state, "encoder weights file", progress, backbone)
-    frozen = bool(options.pretrained_model) and options.freeze_backbone
-    _freeze(model, frozen)
-    model.to(device).train()
-    progress.log(f"Network {model_type}/{backbone}, {transform.channels} input channel(s), "
-                 f"{len(class_values)} classes, {why}; crops of {crop} px, batch {options.batch_size}"
-                 + (", backbone frozen" if frozen else "") + ".")
-    optimizer = torch.optim.AdamW(model.parameters(), lr=options.learning_rate or 1e-3,
+    elif run.encoder_state is not None:
+        _load_matching(model.encoder, run.encoder_state, "encoder weights file", progress, run.backbone)
+    run.frozen = bool(options.pretrained_model) and options.freeze_backbone
+    _freeze(model, run.frozen)
+    run.model = model.to(run.device).train()
+    progress.log(f"Network {run.model_type}/{run.backbone}, {run.transform.channels} input channel(s), "
+                 f"{len(run.class_values)} classes, {run.why}; crops of {run.crop} px, batch {options.batch_size}"
+                 + (", backbone frozen" if run.frozen else "") + ".")
+
+
+def _prepare_optimiser(run: _Run) -> None:
+    """AdamW, the learning rate (range test when not given), warm-up then cosine decay."""
+    import torch
+    options, progress = run.options, run.progress
+    optimizer = torch.optim.AdamW(run.model.parameters(), lr=options.learning_rate or 1e-3,
                                   weight_decay=options.arg("weight_decay"))
-    stepper = Stepper(model, optimizer, loss_fn, device, options.batch_size, progress)
-    stepper.make_batch = maker.sample
-    rng = np.random.default_rng(options.seed + 1)
-    batch = min(options.batch_size, len(train_idx))
+    run.stepper = Stepper(run.model, optimizer, run.loss_fn, run.device, options.batch_size, progress)
+    run.stepper.make_batch = run.maker.sample
+    run.rng = np.random.default_rng(options.seed + 1)
+    run.batch = min(options.batch_size, len(run.train_idx))
 
     def random_batch():
-        return list(rng.choice(train_idx, size=batch, replace=len(train_idx) < batch))
+        return list(run.rng.choice(run.train_idx, size=run.batch, replace=len(run.train_idx) < run.batch))
 
-    lr_test = None
-    lr = options.learning_rate
-    if lr is None:
-        lr_test = find_learning_rate(stepper, random_batch, options.arg("lr_test_steps"), progress.sub(0.03, 0.08))
-        lr = lr_test["lr"]
-        progress.log(f"Learning-rate range test picked {lr:.2g}.")
+    run.lr_test, run.lr = None, options.learning_rate
+    if run.lr is None:
+        run.lr_test = find_learning_rate(run.stepper, random_batch, options.arg("lr_test_steps"),
+                                         progress.sub(0.03, 0.08))
+        run.lr = run.lr_test["lr"]
+        progress.log(f"Learning-rate range test picked {run.lr:.2g}.")
     for g in optimizer.param_groups:
-        g["lr"] = lr
-        g["initial_lr"] = lr
-    steps_per_epoch = options.arg("steps_per_epoch") or max(MIN_STEPS_PER_EPOCH, math.ceil(len(train_idx) / batch))
-    total = steps_per_epoch * options.max_epochs
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(total, options.arg("warmup_fraction")))
-    epochs, best, best_state, best_epoch, best_summary = [], None, None, 0, {}
-    patience, stale, stopped_early = options.arg("patience"), 0, False
-    train_progress = progress.sub(0.08, 0.95) if lr_test else progress.sub(0.03, 0.95)
-    started = time.monotonic()
-    step = 0
-    name = model_name(output_folder)
+        g["lr"] = run.lr
+        g["initial_lr"] = run.lr
+    run.steps_per_epoch = options.arg("steps_per_epoch") or max(MIN_STEPS_PER_EPOCH,
+                                                                math.ceil(len(run.train_idx) / run.batch))
+    run.total = run.steps_per_epoch * options.max_epochs
+    run.scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(run.total, options.arg("warmup_fraction")))
+    run.train_progress = progress.sub(0.08, 0.95) if run.lr_test else progress.sub(0.03, 0.95)
+
+
+def _fit(run: _Run, checkpoints) -> None:
+    """Epochs until MAX_EPOCHS or the monitored metric stops improving; the best one is checkpointed."""
+    options, progress = run.options, run.progress
+    run.started = time.monotonic()
+    for epoch in range(1, options.max_epochs + 1):
+        if run.frozen and options.arg("unfreeze_after") and epoch == options.arg("unfreeze_after") + 1:
+            run.frozen = False
+            _freeze(run.model, False)
+            progress.log(f"Epoch {epoch}: backbone unfrozen.")
+        losses, seconds = _train_epoch(run, epoch)
+        record = _evaluate_epoch(run, epoch, losses, seconds)
+        best = run.best.update(epoch, record[options.monitor], run.summary, run.model)
+        progress.log(f"Epoch {epoch}: train loss {record['train_loss']:.4f}, valid loss {record['valid_loss']:.4f}, "
+                     f"accuracy {_pct(record['accuracy'])}, mIoU {_pct(record['miou'])}"
+                     + (" (best so far)" if best else ""))
+        if best:
+            progress.check_cancelled()
+            checkpoints.save(epoch, lambda folder, e=epoch: _write_best(run, folder, checkpoint={
+                "epoch": e, "epochs_run": e, "complete": False,
+                "note": "best epoch so far of an unfinished training run"}))
+            run.train_progress.report(run.step / run.total, f"epoch {epoch}: checkpoint written")
+            progress.check_cancelled()
+        if options.stop_when_not_improving and run.best.exhausted:
+            run.stopped_early = True
+            progress.log(f"Stopping: {options.monitor} did not improve for {run.best.patience} epochs.")
+            break
+
+
+def _train_epoch(run: _Run, epoch: int) -> tuple:
+    """One epoch of training steps: (losses, seconds)."""
+    options, progress = run.options, run.progress
+    run.model.train()
+    if run.frozen:
+        run.model.encoder.eval()    # keep the pretrained batch-norm statistics
+    order = run.rng.permutation(run.train_idx).tolist()
+    while len(order) < run.steps_per_epoch * run.batch:
+        order += run.rng.permutation(run.train_idx).tolist()
+    losses, t0 = [], time.monotonic()
+    for b in range(run.steps_per_epoch):
+        progress.check_cancelled()
+        loss = run.stepper.step(run.maker.sample, order[b * run.batch:(b + 1) * run.batch])
+        run.scheduler.step()
+        run.step += 1
+        losses.append(loss)
+        elapsed = time.monotonic() - run.started
+        eta = elapsed / run.step * (run.total - run.step)
+        run.train_progress.report(run.step / run.total, f"epoch {epoch}/{options.max_epochs} batch {b + 1}/"
+                                  f"{run.steps_per_epoch} loss {loss:.3f} ETA {int(eta) // 60:02d}:{int(eta) % 60:02d}")
+    return losses, time.monotonic() - t0
+
+
+def _evaluate_epoch(run: _Run, epoch: int, losses: list, train_seconds: float) -> dict:
+    """Validation loss and metrics of the epoch; appends and returns its record (summary in run.summary)."""
+    options, progress, stepper = run.options, run.progress, run.stepper
+    t0 = time.monotonic() - train_seconds
+    progress.check_cancelled()
+    n_eval = math.ceil(len(run.eval_idx) / max(1, min(stepper.micro, options.batch_size)))
+    evaluated = [0]
+
+    def eval_batch(indices, done=evaluated, at=f"epoch {epoch}/{options.max_epochs} validation", n=n_eval,
+                   fraction=run.step / run.total):
+        done[0] += 1
+        run.train_progress.report(fraction, f"{at} {done[0]}/{n}")
+        progress.check_cancelled()
+        return run.maker.whole(indices)
+    valid_loss, cm = stepper.evaluate(eval_batch, run.eval_idx, run.class_values, options.batch_size)
+    run.summary = cm.summary()
+    record = {"epoch": epoch, "train_loss": float(np.mean(losses)), "valid_loss": valid_loss,
+              "accuracy": run.summary["overall_accuracy"], "miou": run.summary["mean_iou"],
+              "lr": stepper.optimizer.param_groups[0]["lr"], "seconds": round(time.monotonic() - t0, 2),
+              "train_seconds": round(train_seconds, 3),
+              "chips_per_second": round(run.steps_per_epoch * run.batch / max(train_seconds, 1e-9), 2)}
+    run.epochs.append(record)
+    return record
+
+
+def _write_best(run: _Run, folder: str, checkpoint=None, with_onnx=False) -> dict:
+    """The package of the best epoch so far (``run.model`` holds its weights) into ``folder``."""
+    import torch
+    options, best, model = run.options, run.best, run.model
+    log = training_log(run.epochs, best.epoch, options, run.stopped_early, run.lr, run.lr_test, run.reason, run.crop,
+                       run.data, run.split, run.model_type, run.backbone, run.why, run.params)
 
     def predict(x):
         with torch.no_grad():
-            return np.asarray(class_values)[stepper.forward(stepper.to_device(x)).float().argmax(1).cpu().numpy()]
+            logits = run.stepper.forward(run.stepper.to_device(x))
+            return np.asarray(run.class_values)[logits.float().argmax(1).cpu().numpy()]
 
-    def write_best(folder, checkpoint=None, with_onnx=False):
-        """The package of the best epoch so far (``model`` holds its weights) into ``folder``."""
-        log = training_log(epochs, best_epoch, options, stopped_early, lr, lr_test, reason, crop, data, split,
-                           model_type, backbone, why, params)
-        was_training = model.training
-        model.eval()
-        try:
-            pictures = sample_pictures(predict, data, eval_idx, schema, transform, multiple)
-        finally:
-            model.train(was_training)
-            if frozen and was_training:
-                model.encoder.eval()
-        emd = build_emd(name, data, schema, options, model_type, backbone, transform.channels, params, transform,
-                        best_summary, log, data.tile_size)
-        if checkpoint:
-            emd["Checkpoint"] = checkpoint
-        write_model(folder, name, best_state, emd, log, best_summary, schema, pictures,
-                    onnx_model=model if with_onnx else None, progress=progress)
-        return log
-
-    for epoch in range(1, options.max_epochs + 1):
-        if frozen and options.arg("unfreeze_after") and epoch == options.arg("unfreeze_after") + 1:
-            frozen = False
-            _freeze(model, False)
-            progress.log(f"Epoch {epoch}: backbone unfrozen.")
-        model.train()
-        if frozen:
-            model.encoder.eval()    # keep the pretrained batch-norm statistics
-        order = rng.permutation(train_idx).tolist()
-        while len(order) < steps_per_epoch * batch:
-            order += rng.permutation(train_idx).tolist()
-        losses, t0 = [], time.monotonic()
-        for b in range(steps_per_epoch):
-            progress.check_cancelled()
-            loss = stepper.step(maker.sample, order[b * batch:(b + 1) * batch])
-            scheduler.step()
-            step += 1
-            losses.append(loss)
-            elapsed = time.monotonic() - started
-            eta = elapsed / step * (total - step)
-            train_progress.report(step / total, f"epoch {epoch}/{options.max_epochs} batch {b + 1}/"
-                                  f"{steps_per_epoch} loss {loss:.3f} ETA {int(eta) // 60:02d}:{int(eta) % 60:02d}")
-        train_seconds = time.monotonic() - t0
-        progress.check_cancelled()
-        n_eval = math.ceil(len(eval_idx) / max(1, min(stepper.micro, options.batch_size)))
-        evaluated = [0]
-
-        def eval_batch(indices, done=evaluated, at=f"epoch {epoch}/{options.max_epochs} validation", n=n_eval,
-                       fraction=step / total):
-            done[0] += 1
-            train_progress.report(fraction, f"{at} {done[0]}/{n}")
-            progress.check_cancelled()
-            return maker.whole(indices)
-        valid_loss, cm = stepper.evaluate(eval_batch, eval_idx, class_values, options.batch_size)
-        summary = cm.summary()
-        record = {"epoch": epoch, "train_loss": float(np.mean(losses)), "valid_loss": valid_loss,
-                  "accuracy": summary["overall_accuracy"], "miou": summary["mean_iou"],
-                  "lr": optimizer.param_groups[0]["lr"], "seconds": round(time.monotonic() - t0, 2),
-                  "train_seconds": round(train_seconds, 3),
-                  "chips_per_second": round(steps_per_epoch * batch / max(train_seconds, 1e-9), 2)}
-        epochs.append(record)
-        value = record[options.monitor]
-        improved = _better(options.monitor, value, best)
-        if improved or best_state is None:
-            best = value if improved else best
-            best_state = copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})
-            best_epoch, best_summary, stale = epoch, summary, 0
-        else:
-            stale += 1
-        progress.log(f"Epoch {epoch}: train loss {record['train_loss']:.4f}, valid loss {valid_loss:.4f}, "
-                     f"accuracy {_pct(record['accuracy'])}, mIoU {_pct(record['miou'])}"
-                     + (" (best so far)" if best_epoch == epoch else ""))
-        if best_epoch == epoch:
-            progress.check_cancelled()
-            checkpoints.save(epoch, lambda folder, e=epoch: write_best(folder, checkpoint={
-                "epoch": e, "epochs_run": e, "complete": False,
-                "note": "best epoch so far of an unfinished training run"}))
-            train_progress.report(step / total, f"epoch {epoch}: checkpoint written")
-            progress.check_cancelled()
-        if options.stop_when_not_improving and stale >= patience:
-            stopped_early = True
-            progress.log(f"Stopping: {options.monitor} did not improve for {patience} epochs.")
-            break
-    model.load_state_dict(best_state)
+    was_training = model.training
     model.eval()
-    progress.report(0.96, "writing the model package")
-    with staged_folder(output_folder) as tmp:
-        progress.check_cancelled()
-        log = write_best(tmp, with_onnx=True)
-    emd_path = os.path.join(output_folder, name + ".emd")
-    progress.report(1.0, f"model written: best epoch {best_epoch}")
-    progress.log(f"Model written to {output_folder} (best epoch {best_epoch}, accuracy "
-                 f"{_pct(best_summary.get('overall_accuracy'))}, mIoU {_pct(best_summary.get('mean_iou'))}).")
-    return TrainResult(output_folder, emd_path, best_epoch, len(epochs), best_summary, log, model)
+    try:
+        pictures = sample_pictures(predict, run.data, run.eval_idx, run.schema, run.transform, run.multiple)
+    finally:
+        model.train(was_training)
+        if run.frozen and was_training:
+            model.encoder.eval()
+    emd = build_emd(run.name, run.data, run.schema, options, run.model_type, run.backbone, run.transform.channels,
+                    run.params, run.transform, best.summary, log, run.data.tile_size)
+    if checkpoint:
+        emd["Checkpoint"] = checkpoint
+    write_model(folder, run.name, best.state, emd, log, best.summary, run.schema, pictures,
+                onnx_model=model if with_onnx else None, progress=run.progress)
+    return log
 
 
 def _pct(v):
