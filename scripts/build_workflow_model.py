@@ -3,14 +3,15 @@
 The model is built with the Processing model API (not written by hand), so the connections are
 checked against the real algorithms' parameters. Run it after changing an algorithm's parameters:
 
-    .venv/bin/python scripts/build_workflow_model.py
+    .venv/bin/python scripts/build_workflow_model.py [OUTPUT.model3]
 """
 import os
 import sys
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TARGET = os.path.join(ROOT, "models", "deep_pixel_workflow.model3")
+# Another path as the first argument writes the model there (the tests compare it with the shipped one).
+TARGET = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "models", "deep_pixel_workflow.model3")
 sys.path.insert(0, ROOT)          # qgis_compat (the plugin root's module for QGIS 3/4 names)
 
 from qgis.core import (QgsApplication, QgsProcessingModelAlgorithm,  # noqa: E402

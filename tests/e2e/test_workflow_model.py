@@ -15,11 +15,20 @@ MODEL = os.path.join(ROOT, "models", "deep_pixel_workflow.model3")
 pytestmark = pytest.mark.skipif(not os.path.isfile(MODEL), reason="the model is written by scripts/build_workflow_model.py")
 
 
-def test_model_file_lists_the_four_algorithms():
-    text = open(MODEL).read()
+def test_shipped_model_is_what_the_script_builds(tmp_path):
+    """The committed .model3 equals a fresh build by scripts/build_workflow_model.py (attribute order aside)."""
+    import subprocess
+    import sys
+    from xml.etree.ElementTree import canonicalize  # nosec B405 (our own files)
+    built = tmp_path / "built.model3"
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "build_workflow_model.py"), str(built)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    fresh, shipped = (canonicalize(from_file=str(p), strip_text=True) for p in (built, MODEL))
+    assert fresh == shipped, "models/deep_pixel_workflow.model3 is stale: run scripts/build_workflow_model.py"
     for alg in ("deeppixel:exporttrainingdata", "deeppixel:trainmodel", "deeppixel:classifypixels",
                 "deeppixel:computeaccuracy"):
-        assert alg in text
+        assert alg in shipped
 
 
 def test_workflow_model_runs_through_qgis_process(tmp_path):
