@@ -32,4 +32,5 @@ def test_diagnostics_report_names_versions(qgis_app):
     text = dialog.text.toPlainText()
     for word in ("QGIS 3.", "torch", "gdal", "proj", "device_auto", "engine_mode"):
         assert word in text
-    assert "CUDA not available" in text or "CUDA available" in text
+    import torch
+    assert ("CUDA available" if torch.cuda.is_available() else "CUDA not available") in text   # this machine's
