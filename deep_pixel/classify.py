@@ -121,7 +121,7 @@ def classify_raster(input_path, package, output_path, options, progress) -> Clas
         rows = tile.starts(info.height, options.grid_offset[0])
         cols = tile.starts(info.width, options.grid_offset[1])
         total = len(rows) * len(cols)
-        overlap = len(rows) * len(cols) * tile.tile ** 2 / (info.height * info.width)
+        overlap = tile.overlap_factor(info.height, info.width, options.grid_offset)
         progress.log(f"{info.width} x {info.height} px, {len(bands)} band(s): {total} tiles of {tile.tile} px "
                      f"(padding {tile.padding}) in {len(rows)} strips, overlap factor {overlap:.2f} (pixels "
                      f"computed / raster pixels), batch size {batch}" + (

@@ -99,9 +99,10 @@ class TileParams:
         even = -(-(length - self.tile) // ((n - 1) * m)) * m
         return [i * even for i in range(n)]
 
-    def overlap_factor(self, height: int, width: int) -> float:
+    def overlap_factor(self, height: int, width: int, offset: tuple = (0, 0)) -> float:
         """Pixels the network computes / raster pixels (1.0 = no overlap)."""
-        return len(self.starts(height)) * len(self.starts(width)) * self.tile ** 2 / (height * width)
+        tiles = len(self.starts(height, offset[0])) * len(self.starts(width, offset[1]))
+        return tiles * self.tile ** 2 / (height * width)
 
     @classmethod
     def resolve(cls, options: ClassifyOptions, model_tile: int, multiple: int, raster_hw: tuple) -> "TileParams":

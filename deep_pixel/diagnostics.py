@@ -60,6 +60,11 @@ def install_hint(names) -> str:
     return cmd + "\n" + "\n".join(notes)
 
 
+def not_installed(module: str) -> str | None:
+    """None when ``module`` can be found here, else the sentence saying so (for logs and errors)."""
+    return f"{module} is not installed (pip install {module})" if missing([module]) else None
+
+
 def missing_message(names) -> str:
     return (f"Deep Pixel needs the Python package(s) {', '.join(names)}, which this Python "
             f"({python_command()}) cannot import. Install them with:\n{install_hint(names)}")

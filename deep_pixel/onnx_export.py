@@ -16,6 +16,7 @@ import json
 import os
 import tempfile
 
+from .diagnostics import not_installed
 from .errors import DeepPixelError
 from .files import staged_file
 from .package import sha256_file
@@ -26,12 +27,8 @@ OUTPUT_NAME = "probabilities"
 
 
 def onnx_available() -> str | None:
-    """None when torch can export ONNX here, else why not (for the log)."""
-    try:
-        import onnx  # noqa: F401  (torch.onnx.export needs it)
-    except ImportError:
-        return "the onnx package is not installed (pip install onnx)"
-    return None
+    """None when torch can export ONNX here (it needs the onnx package), else why not."""
+    return not_installed("onnx")
 
 
 def deepness_metadata(package_like, overlap_percent: int = 10) -> dict:

@@ -72,7 +72,7 @@ def cli_flag(f: Field, spec: Spec) -> str:
 
 
 def describe(spec: Spec) -> str:
-    """The help text with the range/choices and the default, as every interface shows it."""
+    """The help text with the range or choices, as every interface shows it (argparse adds the default)."""
     parts = [spec.help or spec.label]
     if spec.choices:
         parts.append("one of " + ", ".join(map(str, spec.choices)))

@@ -11,6 +11,7 @@ float32's range).
 """
 from __future__ import annotations
 
+from .diagnostics import not_installed
 from .errors import DeepPixelError
 
 RUNTIMES = ("auto", "torch", "onnxruntime")
@@ -72,17 +73,9 @@ def _onnx(package, device, progress):
     return rt, f"ONNX Runtime {rt.providers[0]}, float32, {cpu_threads()} threads, model {note}"
 
 
-def _onnx_missing() -> str | None:
-    try:
-        import onnxruntime  # noqa: F401
-    except ImportError:
-        return "onnxruntime is not installed (pip install onnxruntime)"
-    return None
-
-
 def _cuda(package, device, runtime, precision, progress):
     if runtime == "onnxruntime":
-        missing = _onnx_missing()
+        missing = not_installed("onnxruntime")
         if missing:
             raise DeepPixelError(f"RUNTIME=onnxruntime but {missing}. Use RUNTIME=auto or torch.")
         return _onnx(package, device, progress)
@@ -108,7 +101,7 @@ def _cpu(package, device, runtime, precision, progress):
                                  "or PRECISION=float32 with ONNX Runtime.")
         return _torch(package, device, precision, why, progress)
     if runtime in ("auto", "onnxruntime"):
-        missing = _onnx_missing()
+        missing = not_installed("onnxruntime")
         if missing and runtime == "onnxruntime":
             raise DeepPixelError(f"RUNTIME=onnxruntime but {missing}. Use RUNTIME=auto or torch.")
         if not missing:
