@@ -23,8 +23,8 @@ def border_profile(emd, raster):
     import rasterio
     import torch
 
-    from deep_pixel.package import load_package
-    from deep_pixel.runtimes import TorchRuntime
+    from deep_pixel.classify.runtimes import TorchRuntime
+    from deep_pixel.model.package import load_package
     pkg = load_package(emd)
     multiple = 2 ** int(pkg.model_params.get("encoder_depth", 5))
     run = TorchRuntime(pkg.build(torch.device("cpu")), torch.device("cpu"), "float32")

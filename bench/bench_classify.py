@@ -29,12 +29,12 @@ THREADS = 2
 
 def tiny_model(folder, decoder="default"):
     """A real package of U-Net/resnet34 (smp's default decoder unless told), briefly trained."""
-    from deep_pixel.export import ExportOptions, export_training_data
-    from deep_pixel.samples import Samples
-    from deep_pixel.synthetic import make_scene
-    from deep_pixel.train import train_model
-    from deep_pixel.train_options import TrainOptions
-    from deep_pixel.vector_io import read_vector
+    from deep_pixel.export.run import ExportOptions, export_training_data
+    from deep_pixel.export.samples import Samples
+    from deep_pixel.io.synthetic import make_scene
+    from deep_pixel.io.vector import read_vector
+    from deep_pixel.train.loop import train_model
+    from deep_pixel.train.options import TrainOptions
     scene = make_scene(os.path.join(folder, "scene"), 256, 256, seed=2)
     vec = read_vector(scene.samples)
     samples = Samples(vec.geometries, [int(v) for v in vec.attributes["Classvalue"]], vec.crs_wkt)
@@ -75,10 +75,10 @@ def bare_runtimes(emd, tile, batch, tiles=6):
     """{name: MP/s} of each runtime's forward pass alone on ``tiles`` tiles of ``tile`` px."""
     import torch
 
-    from deep_pixel.onnx_export import onnx_for
-    from deep_pixel.package import load_package
-    from deep_pixel.runtime_choice import cpu_bf16, cpu_threads
-    from deep_pixel.runtimes import OnnxRuntime, TorchRuntime
+    from deep_pixel.classify.runtime_choice import cpu_bf16, cpu_threads
+    from deep_pixel.classify.runtimes import OnnxRuntime, TorchRuntime
+    from deep_pixel.model.onnx_file import onnx_for
+    from deep_pixel.model.package import load_package
     pkg = load_package(emd)
     cpu = torch.device("cpu")
     eager = pkg.build(cpu)
@@ -103,8 +103,8 @@ def bare_runtimes(emd, tile, batch, tiles=6):
 
 
 def classify_once(image, emd, out, **kw):
-    from deep_pixel.classify import classify
-    from deep_pixel.classify_options import ClassifyOptions
+    from deep_pixel.classify.options import ClassifyOptions
+    from deep_pixel.classify.run import classify
     t0 = time.perf_counter()
     r = classify(image, emd, out, ClassifyOptions(device="cpu", **kw))
     return time.perf_counter() - t0, r
@@ -150,9 +150,10 @@ def table(title, header, rows):
 def main():
     import torch
 
-    from deep_pixel.classify_options import ClassifyOptions, TileParams, cpu_batch
-    from deep_pixel.runtime_choice import cpu_bf16
-    from deep_pixel.synthetic import make_scene
+    from deep_pixel.classify.options import ClassifyOptions, cpu_batch
+    from deep_pixel.classify.runtime_choice import cpu_bf16
+    from deep_pixel.core.tiles import TileParams
+    from deep_pixel.io.synthetic import make_scene
     torch.set_num_threads(THREADS)
     with tempfile.TemporaryDirectory() as tmp:
         emd = tiny_model(tmp)

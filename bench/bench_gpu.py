@@ -21,14 +21,15 @@ def inputs(tmp):
         return chips, image
     from bench.bench_classify import tiny_model
     tiny_model(tmp)
-    from deep_pixel.synthetic import make_scene
+    from deep_pixel.io.synthetic import make_scene
     return os.path.join(tmp, "chips"), make_scene(os.path.join(tmp, "big"), 1024, 1024, seed=4).image
 
 
 def classify_timed(image, emd, out, progress=None, **kw):
-    from deep_pixel.classify import classify
-    from deep_pixel.classify_options import ClassifyOptions
     import torch
+
+    from deep_pixel.classify.options import ClassifyOptions
+    from deep_pixel.classify.run import classify
     torch.cuda.synchronize()
     t0 = time.perf_counter()
     r = classify(image, emd, out, ClassifyOptions(device="cuda", **kw), progress)
@@ -47,9 +48,9 @@ def main():
         print("skipped: no CUDA device")
         return
     from bench.bench_classify import mosaic
-    from deep_pixel.progress import RecordingProgress
-    from deep_pixel.train import train_model
-    from deep_pixel.train_options import TrainOptions
+    from deep_pixel.core.progress import RecordingProgress
+    from deep_pixel.train.loop import train_model
+    from deep_pixel.train.options import TrainOptions
     print(f"GPU: {torch.cuda.get_device_name(0)}, torch {torch.__version__}")
     with tempfile.TemporaryDirectory() as tmp:
         chips, image = inputs(tmp)
@@ -90,8 +91,8 @@ def main():
 def bare(emd, tile, batch):
     import torch
 
-    from deep_pixel.package import load_package
-    from deep_pixel.runtimes import TorchRuntime
+    from deep_pixel.classify.runtimes import TorchRuntime
+    from deep_pixel.model.package import load_package
     dev = torch.device("cuda")
     pkg = load_package(emd)
     run = TorchRuntime(pkg.build(dev), dev, "float16")

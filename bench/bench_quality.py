@@ -55,7 +55,7 @@ def write_subset(vec, indices, path, class_field="class"):
 
 
 def burn(vec, indices, schema, shape, transform, crs_wkt):
-    from deep_pixel.samples import LabelBurner, Samples
+    from deep_pixel.export.samples import LabelBurner, Samples
     values = [schema.by_name(str(vec.attributes["class"][i])).value for i in indices]
     burner = LabelBurner(Samples([vec.geometries[i] for i in indices], values, vec.crs_wkt), crs_wkt)
     from rasterio.transform import array_bounds
@@ -85,7 +85,7 @@ def random_forest(features, train_labels, test_labels, seed=0):
 
 
 def score(values, reference, predicted):
-    from deep_pixel.metrics import ConfusionMatrix
+    from deep_pixel.core.metrics import ConfusionMatrix
     cm = ConfusionMatrix(values)
     cm.add(reference, predicted)
     s = cm.summary()
@@ -93,13 +93,13 @@ def score(values, reference, predicted):
 
 
 def network(tmp, train_gpkg, test_gpkg, options):
-    from deep_pixel.classify import classify
-    from deep_pixel.classify_options import ClassifyOptions
-    from deep_pixel.evaluate import EvaluateOptions, evaluate
-    from deep_pixel.export import ExportOptions, export_training_data
-    from deep_pixel.samples import Samples, resolve_class_values
-    from deep_pixel.train import train_model
-    from deep_pixel.vector_io import read_vector
+    from deep_pixel.classify.options import ClassifyOptions
+    from deep_pixel.classify.run import classify
+    from deep_pixel.evaluate.accuracy import EvaluateOptions, evaluate
+    from deep_pixel.export.run import ExportOptions, export_training_data
+    from deep_pixel.export.samples import Samples, resolve_class_values
+    from deep_pixel.io.vector import read_vector
+    from deep_pixel.train.loop import train_model
     vec = read_vector(train_gpkg)
     values, schema, _ = resolve_class_values(vec.attributes["class"])
     export_training_data(IMAGE, Samples(vec.geometries, values, vec.crs_wkt), os.path.join(tmp, "chips"),
@@ -119,9 +119,9 @@ def main():
         return
     import rasterio
 
-    from deep_pixel.samples import resolve_class_values
-    from deep_pixel.train_options import TrainOptions
-    from deep_pixel.vector_io import read_vector
+    from deep_pixel.export.samples import resolve_class_values
+    from deep_pixel.io.vector import read_vector
+    from deep_pixel.train.options import TrainOptions
     vec = read_vector(POLYGONS)
     _, schema, _ = resolve_class_values(vec.attributes["class"])
     train_idx, test_idx = spatial_split(vec)

@@ -11,14 +11,14 @@ import time
 import numpy as np
 import torch
 
-from deep_pixel.export import ExportOptions, export_training_data
-from deep_pixel.models import build_model
-from deep_pixel.samples import Samples
-from deep_pixel.synthetic import make_scene
-from deep_pixel.train import train_model
-from deep_pixel.train_options import TrainOptions
-from deep_pixel.train_step import SegmentationLoss
-from deep_pixel.vector_io import read_vector
+from deep_pixel.export.run import ExportOptions, export_training_data
+from deep_pixel.export.samples import Samples
+from deep_pixel.io.synthetic import make_scene
+from deep_pixel.io.vector import read_vector
+from deep_pixel.model.registry import build_model
+from deep_pixel.train.loop import train_model
+from deep_pixel.train.options import TrainOptions
+from deep_pixel.train.step import SegmentationLoss
 
 BATCH, CROP, STEPS, BACKBONE = 8, 64, 15, "resnet18"
 

@@ -27,12 +27,12 @@ def available() -> bool:
 
 def train_scene_model(name: str, folder: str, epochs: int = 4) -> tuple:
     """(emd path, raster to classify) for the scene ``name``: trained on its training raster."""
-    from deep_pixel.export import ExportOptions, export_training_data
-    from deep_pixel.samples import Samples
-    from deep_pixel.schema import ClassSchema
-    from deep_pixel.train import train_model
-    from deep_pixel.train_options import TrainOptions
-    from deep_pixel.vector_io import read_vector
+    from deep_pixel.core.schema import ClassSchema
+    from deep_pixel.export.run import ExportOptions, export_training_data
+    from deep_pixel.export.samples import Samples
+    from deep_pixel.io.vector import read_vector
+    from deep_pixel.train.loop import train_model
+    from deep_pixel.train.options import TrainOptions
     train_raster, polygons, classify_raster = SCENES[name]
     vec = read_vector(polygons)
     field = "class" if "class" in vec.attributes else "Classvalue"

@@ -6,8 +6,8 @@ import time
 
 from qgis.core import QgsProcessingAlgorithm, QgsProcessingException
 
-from ..deep_pixel.errors import DeepPixelError
-from ..deep_pixel.progress import Progress
+from ..deep_pixel.core.errors import DeepPixelError
+from ..deep_pixel.core.progress import Progress
 
 
 class FeedbackProgress(Progress):

@@ -3,11 +3,17 @@ from __future__ import annotations
 
 import os
 
-from qgis.core import (QgsProcessingException, QgsProcessingOutputMultipleLayers,
-                       QgsProcessingOutputNumber,
-                       QgsProcessingParameterFile, QgsProcessingParameterRasterDestination, QgsProcessingParameterRasterLayer)
+from qgis.core import (
+    QgsProcessingException,
+    QgsProcessingOutputMultipleLayers,
+    QgsProcessingOutputNumber,
+    QgsProcessingParameterFile,
+    QgsProcessingParameterRasterDestination,
+    QgsProcessingParameterRasterLayer,
+)
 
-from ..deep_pixel.classify_options import AUTO_PADDING, MAX_AUTO_TILE, MIN_AUTO_TILE, ClassifyOptions
+from ..deep_pixel.classify.options import ClassifyOptions
+from ..deep_pixel.core.tiles import AUTO_PADDING, MAX_AUTO_TILE, MIN_AUTO_TILE
 from .base import DeepPixelAlgorithm
 from .engine_runner import run_engine_options
 from .layers import raster_path

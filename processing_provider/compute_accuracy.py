@@ -1,16 +1,24 @@
 """Processing algorithm ``deeppixel:computeaccuracy``."""
 from __future__ import annotations
 
-from qgis.core import (QgsFeature, QgsField, QgsFields, QgsProcessingException,
-                       QgsProcessingOutputNumber, QgsProcessingParameterFeatureSink,
-                       QgsProcessingParameterFeatureSource, QgsProcessingParameterFileDestination, QgsProcessingParameterRasterLayer)
+from qgis.core import (
+    QgsFeature,
+    QgsField,
+    QgsFields,
+    QgsProcessingException,
+    QgsProcessingOutputNumber,
+    QgsProcessingParameterFeatureSink,
+    QgsProcessingParameterFeatureSource,
+    QgsProcessingParameterFileDestination,
+    QgsProcessingParameterRasterLayer,
+)
 
-from ..deep_pixel.evaluate import EvaluateOptions
+from ..deep_pixel.evaluate.accuracy import EvaluateOptions
+from ..qgis_compat import fast_insert, field_type, no_geometry, source_type
 from .base import DeepPixelAlgorithm
 from .engine_runner import LIGHT, run_engine_options
-from .param_builder import add_declared, read_declared
 from .layers import raster_path, vector_file
-from ..qgis_compat import fast_insert, field_type, no_geometry, source_type
+from .param_builder import add_declared, read_declared
 
 HELP = """Scores a classified raster (e.g. the output of Classify Pixels) against reference data kept apart from training: reference polygons with a class field, or a reference raster of class values (0 = no reference).
 

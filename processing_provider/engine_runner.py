@@ -14,6 +14,7 @@ import importlib
 import json
 import os
 import queue
+
 # The engine runs in the user-chosen Python: an argument list, never a shell.
 import subprocess  # nosec B404
 import tempfile
@@ -21,7 +22,7 @@ import threading
 
 from qgis.core import QgsProcessingException, QgsSettings
 
-from ..deep_pixel.diagnostics import HEAVY, missing, missing_message
+from ..deep_pixel.core.diagnostics import HEAVY, missing, missing_message
 from .base import FeedbackProgress, engine_errors
 
 PLUGIN_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -49,7 +50,7 @@ def run_engine_options(command: str, inputs: dict, options, feedback, needs=HEAV
     the inputs as flags and the options as a JSON file (``--options-json``)."""
     python = engine_python()
     if python:
-        from ..deep_pixel.params import to_json
+        from ..deep_pixel.core.params import to_json
         with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False, encoding="utf-8") as f:
             json.dump(to_json(options), f)
         try:
@@ -61,7 +62,7 @@ def run_engine_options(command: str, inputs: dict, options, feedback, needs=HEAV
     absent = missing(list(needs))
     if absent:
         raise QgsProcessingException(missing_message(absent))
-    module = importlib.import_module(f"..deep_pixel.commands.{command}", __package__)
+    module = importlib.import_module(f"..deep_pixel.cli.{command}", __package__)
     with engine_errors():
         return module.execute(**inputs, options=options, progress=FeedbackProgress(feedback))
 

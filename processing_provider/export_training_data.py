@@ -10,12 +10,12 @@ from qgis.core import (
     QgsProcessingParameterRasterLayer,
 )
 
-from ..deep_pixel.export import ExportOptions
+from ..deep_pixel.export.run import ExportOptions
+from ..qgis_compat import source_type
 from .base import DeepPixelAlgorithm
 from .engine_runner import LIGHT, run_engine_options
-from .param_builder import add_declared, read_declared
 from .layers import raster_path, vector_file
-from ..qgis_compat import source_type
+from .param_builder import add_declared, read_declared
 
 HELP = """Cuts a raster and labelled training polygons into image chips and label chips for training.
 

@@ -1,16 +1,22 @@
-"""Processing parameters built from the engine's declarations (deep_pixel/params.py), and read back.
+"""Processing parameters built from the engine's declarations (deep_pixel/core/params.py), and read back.
 
 The name is the field name in capitals (the qgis_process and modeler interface), the label, help,
 default, range, choices, optional and advanced flags are the declaration's.
 """
 from __future__ import annotations
 
-from qgis.core import (QgsProcessingParameterBoolean, QgsProcessingParameterEnum,
-                       QgsProcessingParameterFeatureSource, QgsProcessingParameterField, QgsProcessingParameterFile,
-                       QgsProcessingParameterNumber, QgsProcessingParameterRasterDestination,
-                       QgsProcessingParameterString)
+from qgis.core import (
+    QgsProcessingParameterBoolean,
+    QgsProcessingParameterEnum,
+    QgsProcessingParameterFeatureSource,
+    QgsProcessingParameterField,
+    QgsProcessingParameterFile,
+    QgsProcessingParameterNumber,
+    QgsProcessingParameterRasterDestination,
+    QgsProcessingParameterString,
+)
 
-from ..deep_pixel.params import declared, describe, processing_name
+from ..deep_pixel.core.params import declared, describe, processing_name
 from ..qgis_compat import advanced_flag, number_type, source_type
 from .layers import vector_file
 

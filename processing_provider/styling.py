@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import os
 
-from qgis.core import (QgsPalettedRasterRenderer, QgsProcessingContext, QgsProcessingLayerPostProcessorInterface,
-                       QgsRasterLayer)
+from qgis.core import (
+    QgsPalettedRasterRenderer,
+    QgsProcessingContext,
+    QgsProcessingLayerPostProcessorInterface,
+    QgsRasterLayer,
+)
 from qgis.PyQt.QtGui import QColor
 
 

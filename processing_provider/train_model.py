@@ -1,10 +1,15 @@
 """Processing algorithm ``deeppixel:trainmodel``."""
 from __future__ import annotations
 
-from qgis.core import (QgsProcessingOutputFile, QgsProcessingOutputNumber, QgsProcessingParameterFile,
-                       QgsProcessingParameterFolderDestination, QgsProcessingParameterString)
+from qgis.core import (
+    QgsProcessingOutputFile,
+    QgsProcessingOutputNumber,
+    QgsProcessingParameterFile,
+    QgsProcessingParameterFolderDestination,
+    QgsProcessingParameterString,
+)
 
-from ..deep_pixel.train_options import MODEL_ARGUMENTS, TrainOptions
+from ..deep_pixel.train.options import MODEL_ARGUMENTS, TrainOptions
 from .base import DeepPixelAlgorithm
 from .engine_runner import run_engine_options
 from .param_builder import add_declared, read_declared

@@ -1,6 +1,6 @@
 """``make demo``: the whole workflow on a bundled default scene, through scripts/qgis_process.
 
-A realistic synthetic landscape (made by deep_pixel.synthetic) with polygons digitised on its left
+A realistic synthetic landscape (made by deep_pixel.io.synthetic) with polygons digitised on its left
 half; export -> train -> classify -> compute accuracy on the held-out right half. Outputs go to
 demo_output/ (or the folder given as the first argument).
 """
@@ -14,7 +14,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from deep_pixel.synthetic import make_scene  # noqa: E402
+from deep_pixel.io.synthetic import make_scene  # noqa: E402
 
 QGIS_PROCESS = os.path.join(ROOT, "scripts", "qgis_process")
 
@@ -95,7 +95,7 @@ def held_out_reference(scene, path):
 def write_quicklook(scene, classified, path):
     import rasterio
 
-    from deep_pixel.pngimage import colorize, encode_png, side_by_side, stretch_rgb
+    from deep_pixel.io.pngimage import colorize, encode_png, side_by_side, stretch_rgb
     with rasterio.open(scene.image) as a, rasterio.open(scene.truth) as b, rasterio.open(classified) as c:
         image = stretch_rgb(a.read(), (2, 1, 0))
         truth = colorize(b.read(1), scene.schema)

@@ -16,6 +16,9 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STATE = os.path.join(ROOT, ".qgis", "screenshots")
+# The scene and the dock's output folder live in a neutral folder: the pictures show this path, not
+# the developer's checkout.
+DEMO = os.path.join(tempfile.gettempdir(), "deep_pixel_demo")
 DOCS = os.path.join(ROOT, "docs")
 sys.path.insert(0, ROOT)
 
@@ -149,7 +152,7 @@ def free_display() -> int:
 
 
 def make_inputs(folder: str) -> None:
-    from deep_pixel.synthetic import make_scene
+    from deep_pixel.io.synthetic import make_scene
     scene = make_scene(folder, width=512, height=512, seed=5, per_class=6)
     scene.schema.save(os.path.join(folder, "schema.json"))
 
@@ -176,7 +179,8 @@ def main() -> int:
         print("screenshots need Xvfb and qgis (make setup installs them)", file=sys.stderr)
         return 2
     shutil.rmtree(STATE, ignore_errors=True)
-    scene_dir = os.path.join(STATE, "scene")
+    shutil.rmtree(DEMO, ignore_errors=True)
+    scene_dir = DEMO
     out = os.path.join(STATE, "out")
     os.makedirs(out)
     make_inputs(scene_dir)

@@ -1,4 +1,7 @@
 """Test setup: headless QGIS, the checkout importable as ``deep_pixel`` and as plugin ``deeppixel``."""
+import importlib
+import importlib.abc
+import importlib.util
 import os
 import subprocess
 import sys
@@ -21,6 +24,33 @@ for p in (ROOT, _plugins):
         sys.path.insert(0, p)
 
 
+class OneEngine(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """The plugin's engine, ``deeppixel.deep_pixel.*``, is the module objects of ``deep_pixel.*``.
+
+    Tests import the engine as ``deep_pixel`` and the plugin imports it as ``deeppixel.deep_pixel``;
+    without this there would be two engines in one process (two DeepPixelError classes, two
+    option classes), and a test could pass against one while the plugin ran the other.
+    """
+    PREFIX = "deeppixel.deep_pixel"
+
+    def find_spec(self, name, path=None, target=None):
+        if name != self.PREFIX and not name.startswith(self.PREFIX + "."):
+            return None
+        real = importlib.import_module("deep_pixel" + name[len(self.PREFIX):])
+        return importlib.util.spec_from_loader(name, self, is_package=hasattr(real, "__path__"))
+
+    def create_module(self, spec):
+        real = importlib.import_module("deep_pixel" + spec.name[len(self.PREFIX):])
+        self._spec = real.__spec__
+        return real
+
+    def exec_module(self, module):
+        module.__spec__ = self._spec     # the import system set the alias's spec; the module keeps its own
+
+
+sys.meta_path.insert(0, OneEngine())
+
+
 @pytest.fixture(scope="session")
 def landsat():
     """Paths of the real Landsat tutorial data; skips when ../shared/data is absent."""
@@ -36,7 +66,7 @@ def landsat():
 @pytest.fixture(scope="session")
 def scene(tmp_path_factory):
     """A 384x384 synthetic 4-band scene with polygons (made by the project's own generator)."""
-    from deep_pixel.synthetic import make_scene
+    from deep_pixel.io.synthetic import make_scene
     return make_scene(str(tmp_path_factory.mktemp("scene")), width=384, height=384, seed=3)
 
 
@@ -71,11 +101,11 @@ def trained_scene_model(scene, tmp_path_factory):
 
     Good enough that classifications mean something (checked against the scene's true classes).
     """
-    from deep_pixel.export import ExportOptions, export_training_data
-    from deep_pixel.samples import Samples
-    from deep_pixel.train import train_model
-    from deep_pixel.train_options import TrainOptions
-    from deep_pixel.vector_io import read_vector
+    from deep_pixel.export.run import ExportOptions, export_training_data
+    from deep_pixel.export.samples import Samples
+    from deep_pixel.io.vector import read_vector
+    from deep_pixel.train.loop import train_model
+    from deep_pixel.train.options import TrainOptions
     base = tmp_path_factory.mktemp("scene_model")
     vec = read_vector(scene.samples)
     samples = Samples(vec.geometries, [int(v) for v in vec.attributes["Classvalue"]], vec.crs_wkt)

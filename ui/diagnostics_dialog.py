@@ -12,7 +12,7 @@ from qgis.PyQt.QtWidgets import QDialog, QDialogButtonBox, QPlainTextEdit, QPush
 
 def diagnostics_text() -> str:
     """QGIS and Python facts, plus the engine's report (in-process and, if set, external)."""
-    from ..deep_pixel.diagnostics import format_report, report
+    from ..deep_pixel.core.diagnostics import format_report, report
     from ..processing_provider.engine_runner import PLUGIN_ROOT, engine_mode, engine_python
     lines = [f"QGIS {Qgis.QGIS_VERSION}", ""]
     lines.append(format_report(report(engine_mode())))

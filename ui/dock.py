@@ -61,7 +61,7 @@ class DeepPixelDock(QgsDockWidget):
         self._say_what_is_missing()
 
     def _say_what_is_missing(self):
-        from ..deep_pixel.diagnostics import missing, missing_message
+        from ..deep_pixel.core.diagnostics import missing, missing_message
         from ..processing_provider.engine_runner import engine_python
         absent = [] if engine_python() else missing()   # an external engine brings its own packages
         if absent:

@@ -29,7 +29,7 @@ from qgis.PyQt.QtWidgets import (
     QWidget,
 )
 
-from ..deep_pixel.export import IMAGE_FORMATS, ExportOptions
+from ..deep_pixel.export.run import IMAGE_FORMATS, ExportOptions
 
 ALGORITHM_ID = "deeppixel:exporttrainingdata"
 ROTATIONS = (0, 90, 180)

@@ -35,7 +35,7 @@ from qgis.PyQt.QtWidgets import (
     QWidget,
 )
 
-from ..deep_pixel.schema import ClassSchema
+from ..deep_pixel.core.schema import ClassSchema
 from .layer_style import apply_schema_style, create_sample_layer, default_class_field
 from .map_tools import TOOLS
 from .schema_panel import swatch

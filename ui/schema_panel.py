@@ -28,8 +28,8 @@ from qgis.PyQt.QtWidgets import (
     QWidget,
 )
 
-from ..deep_pixel.errors import DeepPixelError
-from ..deep_pixel.schema import ClassInfo, ClassSchema, default_color
+from ..deep_pixel.core.errors import DeepPixelError
+from ..deep_pixel.core.schema import ClassInfo, ClassSchema, default_color
 
 SCHEMA_FILTER = "Class schema (*.json);;Model definition (*.emd);;All files (*)"
 

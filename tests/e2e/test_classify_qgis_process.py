@@ -9,7 +9,7 @@ import rasterio
 from conftest import ROOT, run_qgis_process
 from rasterio.windows import Window
 
-from deep_pixel.package import load_package
+from deep_pixel.model.package import load_package
 
 VENV_PYTHON = os.path.join(ROOT, ".venv", "bin", "python")
 

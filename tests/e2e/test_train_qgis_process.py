@@ -4,7 +4,7 @@ import os
 
 from conftest import run_qgis_process
 
-from deep_pixel.package import load_package
+from deep_pixel.model.package import load_package
 
 
 def _results(proc):
@@ -13,8 +13,8 @@ def _results(proc):
 
 def test_qgis_process_help_shows_train_parameters():
     """qgis_process's own description of the algorithm (--json): every parameter with the engine's default."""
-    from deep_pixel.params import declared, processing_name
-    from deep_pixel.train_options import TrainOptions
+    from deep_pixel.core.params import declared, processing_name
+    from deep_pixel.train.options import TrainOptions
     help_json = json.loads(run_qgis_process("help", "deeppixel:trainmodel", "--json").stdout)
     parameters = help_json["parameters"]
     assert {"INPUT_TRAINING_DATA", "ADDITIONAL_TRAINING_DATA", "OUTPUT_MODEL", "MAX_EPOCHS", "MODEL_TYPE",

@@ -8,7 +8,6 @@ import os
 
 import pytest
 import rasterio
-
 from conftest import ROOT, run_qgis_process
 
 MODEL = os.path.join(ROOT, "models", "deep_pixel_workflow.model3")
@@ -32,7 +31,7 @@ def test_shipped_model_is_what_the_script_builds(tmp_path):
 
 
 def test_workflow_model_runs_through_qgis_process(tmp_path):
-    from deep_pixel.synthetic import make_scene
+    from deep_pixel.io.synthetic import make_scene
     scene = make_scene(str(tmp_path / "scene"), width=256, height=256, seed=11, train_fraction=0.6)
     help_text = run_qgis_process("help", MODEL).stdout
     for name in ("INPUT_RASTER", "TRAINING_SAMPLES", "REFERENCE", "train:model_folder", "classify:classified",

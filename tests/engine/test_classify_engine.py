@@ -8,10 +8,11 @@ from rasterio.crs import CRS
 from rasterio.warp import Resampling, calculate_default_transform, reproject
 from rasterio.windows import Window
 
-from deep_pixel.classify import classify
-from deep_pixel.classify_options import AUTO_PADDING, ClassifyOptions
-from deep_pixel.errors import Cancelled, DeepPixelError
-from deep_pixel.progress import RecordingProgress
+from deep_pixel.classify.options import ClassifyOptions
+from deep_pixel.classify.run import classify
+from deep_pixel.core.errors import Cancelled, DeepPixelError
+from deep_pixel.core.progress import RecordingProgress
+from deep_pixel.core.tiles import AUTO_PADDING
 
 
 def read(path):
@@ -56,7 +57,7 @@ def test_classification_is_right_and_styled(scene, reference):
         assert ds.colormap(1)[1][:3] == (30, 90, 200)  # water's colour from the class schema
         tags = ds.tags()
         assert len(tags["DEEP_PIXEL_MODEL_SHA256"]) == 64 and "tile_size" in tags["DEEP_PIXEL_PARAMETERS"]
-    from osgeo import gdal                          # GDAL's own reader: category names from the .aux.xml
+    from osgeo import gdal  # GDAL's own reader: category names from the .aux.xml
     gds = gdal.Open(out)                            # kept while its band is used (else GDAL crashes)
     gds.GetGeoTransform()                           # GDAL 3.6 GTiff loads the .aux.xml lazily, on this
     names = gds.GetRasterBand(1).GetCategoryNames()
@@ -70,7 +71,7 @@ def test_classification_is_right_and_styled(scene, reference):
 
 def test_offset_tile_grids_agree(trained_scene_model, tmp_path):
     """Blending makes tile placement irrelevant: grids offset from one another give the same classes."""
-    from deep_pixel.synthetic import make_scene
+    from deep_pixel.io.synthetic import make_scene
     big = make_scene(str(tmp_path / "big"), width=768, height=768, seed=5)   # several tiles each way
     outs = []
     for i, offset in enumerate(((0, 0), (96, 32), (192, 64))):
@@ -190,8 +191,8 @@ def test_folder_mask_confidence_and_tta(scene, trained_scene_model, reference, t
                    ClassifyOptions(device="cpu", mask_polygons=scene.samples, output_confidence=conf,
                                    test_time_augmentation=True))
     out = read(res.output_raster)
-    from deep_pixel.samples import LabelBurner, Samples
-    from deep_pixel.vector_io import read_vector
+    from deep_pixel.export.samples import LabelBurner, Samples
+    from deep_pixel.io.vector import read_vector
     vec = read_vector(scene.samples)
     with rasterio.open(scene.image) as ds:
         inside = LabelBurner(Samples(vec.geometries, [1] * len(vec.geometries), vec.crs_wkt), ds.crs.to_wkt()).burn(

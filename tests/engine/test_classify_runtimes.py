@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 import rasterio
 
-from deep_pixel.classify import classify
-from deep_pixel.classify_options import AUTO_PADDING, MAX_AUTO_TILE, MIN_AUTO_TILE, ClassifyOptions, TileParams
-from deep_pixel.progress import RecordingProgress
-from deep_pixel.runtime_choice import cpu_bf16
+from deep_pixel.classify.options import ClassifyOptions
+from deep_pixel.classify.run import classify
+from deep_pixel.classify.runtime_choice import cpu_bf16
+from deep_pixel.core.progress import RecordingProgress
+from deep_pixel.core.tiles import AUTO_PADDING, MAX_AUTO_TILE, MIN_AUTO_TILE, TileParams
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SCENES = ("landsat", "aerial", "sentinel2")
@@ -94,7 +95,7 @@ def test_default_log_names_runtime_reason_and_overlap(real_models, tmp_path):
 def test_train_model_writes_onnx_with_deepness_metadata(real_models):
     import onnxruntime as ort
 
-    from deep_pixel.package import load_package, sha256_file
+    from deep_pixel.model.package import load_package, sha256_file
     emd, _ = real_models["aerial"]
     pkg = load_package(emd)
     onnx_path = os.path.join(pkg.folder, pkg.emd["OnnxFile"])
@@ -139,8 +140,8 @@ def test_torch_alone_still_classifies(real_models, tmp_path):
     out = str(tmp_path / "c.tif")
     code = ("import sys, json; sys.modules['onnxruntime'] = None; sys.modules['onnx'] = None; "
             f"sys.path.insert(0, {ROOT!r}); "
-            "from deep_pixel.classify import classify; from deep_pixel.classify_options import ClassifyOptions; "
-            "from deep_pixel.progress import RecordingProgress; p = RecordingProgress(); "
+            "from deep_pixel.classify.run import classify; from deep_pixel.classify.options import ClassifyOptions; "
+            "from deep_pixel.core.progress import RecordingProgress; p = RecordingProgress(); "
             f"r = classify({raster!r}, {emd!r}, {out!r}, ClassifyOptions(device='cpu', precision='float32'), p); "
             "print(json.dumps([r.runtime, p.messages]))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
@@ -167,7 +168,7 @@ def test_auto_tiles_cover_the_raster_with_little_overlap(size):
 
 def test_blending_memory_is_a_seam_band_not_a_strip():
     """On a wide raster the blender holds one tile and two seam bands, far below classes x tile x width."""
-    from deep_pixel.accumulator import RollingBlender
+    from deep_pixel.classify.blend import RollingBlender
     tile = TileParams.resolve(ClassifyOptions(), 256, 16, (8192, 8192))
     blender = RollingBlender(8192, 8192, 6, tile.tile)
     starts = tile.starts(8192)
@@ -178,7 +179,7 @@ def test_blending_memory_is_a_seam_band_not_a_strip():
 
 def test_blocks_reassemble_exactly_what_a_full_buffer_would_hold():
     """RollingBlender's final blocks equal the plain sums of weighted tiles over the whole raster."""
-    from deep_pixel.accumulator import RollingBlender, blend_window
+    from deep_pixel.classify.blend import RollingBlender, blend_window
     rng = np.random.default_rng(1)
     h, w, t, classes = 200, 230, 64, 3
     grid = TileParams(t, 12, 16)
@@ -205,9 +206,9 @@ def test_blocks_reassemble_exactly_what_a_full_buffer_would_hold():
 def test_damaged_cached_onnx_falls_back_to_torch_with_the_reason(real_models, tmp_path, monkeypatch):
     """A cached .onnx that ONNX Runtime cannot load: auto uses torch and says why; onnxruntime asked
     for explicitly is a clear error (no traceback), naming the file to delete."""
-    from deep_pixel.errors import DeepPixelError
-    from deep_pixel.onnx_export import cache_folder, onnx_for
-    from deep_pixel.package import load_package
+    from deep_pixel.core.errors import DeepPixelError
+    from deep_pixel.model.onnx_file import cache_folder, onnx_for
+    from deep_pixel.model.package import load_package
     emd, raster = real_models["landsat"]
     copy = tmp_path / "copy"
     shutil.copytree(os.path.dirname(emd), copy)

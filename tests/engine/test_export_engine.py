@@ -8,10 +8,10 @@ import rasterio
 from rasterio.transform import from_origin
 from shapely.geometry import Point, box
 
-from deep_pixel.errors import Cancelled, DeepPixelError
-from deep_pixel.export import ExportOptions, export_training_data
-from deep_pixel.progress import RecordingProgress
-from deep_pixel.samples import Samples, resolve_class_values
+from deep_pixel.core.errors import Cancelled, DeepPixelError
+from deep_pixel.core.progress import RecordingProgress
+from deep_pixel.export.run import ExportOptions, export_training_data
+from deep_pixel.export.samples import Samples, resolve_class_values
 
 UTM = "EPSG:32633"
 
@@ -194,9 +194,9 @@ def test_cancel_leaves_nothing(tmp_path):
 def test_integer_class_field_takes_names_from_the_classname_field(scene, tmp_path):
     """Classvalue integers with a Classname beside them (as sample layers have): names come along,
     unless a value has two names (then the generic "Class N")."""
-    from deep_pixel.cli import main
-    from deep_pixel.samples import schema_from_name_field
-    from deep_pixel.vector_io import read_vector
+    from deep_pixel.cli.main import main
+    from deep_pixel.export.samples import schema_from_name_field
+    from deep_pixel.io.vector import read_vector
     out = tmp_path / "named"
     assert main(["export", "--input-raster", scene.image, "--input-samples", scene.samples, "--class-field",
                  "Classvalue", "--tile-size-x", "128", "--tile-size-y", "128", "--output-folder", str(out)]) == 0

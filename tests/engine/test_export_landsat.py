@@ -6,9 +6,9 @@ import rasterio
 import rasterio.features
 from shapely.geometry import mapping
 
-from deep_pixel.export import ExportOptions, export_training_data
-from deep_pixel.samples import Samples, resolve_class_values
-from deep_pixel.vector_io import read_vector
+from deep_pixel.export.run import ExportOptions, export_training_data
+from deep_pixel.export.samples import Samples, resolve_class_values
+from deep_pixel.io.vector import read_vector
 
 
 def independent_labels(landsat, mapping_):

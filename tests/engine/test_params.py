@@ -3,10 +3,10 @@ import json
 
 import pytest
 
-from deep_pixel.classify_options import ClassifyOptions
-from deep_pixel.cli import build_parser
-from deep_pixel.errors import DeepPixelError
-from deep_pixel.params import from_cli, from_json_file, to_json
+from deep_pixel.classify.options import ClassifyOptions
+from deep_pixel.cli.main import build_parser
+from deep_pixel.core.errors import DeepPixelError
+from deep_pixel.core.params import from_cli, from_json_file, to_json
 
 BASE = ["classify", "--input-raster", "a.tif", "--model-definition", "m.emd", "--output-raster", "o.tif"]
 

@@ -12,10 +12,10 @@ import rasterio
 from rasterio.transform import from_origin
 from shapely.geometry import box
 
-from deep_pixel.errors import DeepPixelError
-from deep_pixel.export import ExportOptions, export_training_data
-from deep_pixel.samples import Samples, resolve_class_values
-from deep_pixel.schema import ClassInfo, ClassSchema
+from deep_pixel.core.errors import DeepPixelError
+from deep_pixel.core.schema import ClassInfo, ClassSchema
+from deep_pixel.export.run import ExportOptions, export_training_data
+from deep_pixel.export.samples import Samples, resolve_class_values
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 UTM = rasterio.crs.CRS.from_epsg(32633)
@@ -120,11 +120,11 @@ def test_disk_full_leaves_nothing(tmp_path):
     code = ("import signal, resource, sys\n"
             "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
             "resource.setrlimit(resource.RLIMIT_FSIZE, (20000, 20000))\n"
-            "from deep_pixel.cli import main\n"
+            "from deep_pixel.cli.main import main\n"
             f"sys.exit(main(['export', '--input-raster', {path!r}, '--input-samples', {str(tmp_path / 's.gpkg')!r},"
             f" '--output-folder', {str(out)!r}, '--tile-size-x', '128', '--tile-size-y', '128',"
             " '--output-nofeature-tiles']))\n")
-    from deep_pixel.synthetic import write_samples_gpkg
+    from deep_pixel.io.synthetic import write_samples_gpkg
     write_samples_gpkg(str(tmp_path / "s.gpkg"), [(box(1000, 1744, 1256, 2000), 1)], "EPSG:32633",
                        ClassSchema([ClassInfo(1, "all")]))
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
@@ -134,7 +134,7 @@ def test_disk_full_leaves_nothing(tmp_path):
 
 
 def test_killed_export_leaves_no_complete_looking_output(tmp_path):
-    from deep_pixel.synthetic import make_scene
+    from deep_pixel.io.synthetic import make_scene
     scene = make_scene(str(tmp_path / "scene"), width=1024, height=1024, seed=1)
     out = tmp_path / "chips"
     proc = subprocess.Popen([sys.executable, "-m", "deep_pixel", "export", "--input-raster", scene.image,

@@ -11,9 +11,9 @@ import torch
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from deep_pixel.errors import DeepPixelError
-from deep_pixel.models import build_model
-from deep_pixel.package import load_package, read_emd, safe_extract, write_package
+from deep_pixel.core.errors import DeepPixelError
+from deep_pixel.model.package import load_package, read_emd, safe_extract, write_package
+from deep_pixel.model.registry import build_model
 
 EMD = {
     "Framework": "PyTorch", "ModelType": "ImageClassification", "ImageHeight": 32, "ImageWidth": 32,

@@ -16,19 +16,19 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from rasterio.transform import from_origin
 
-from deep_pixel.augment import label_lut
-from deep_pixel.chips import read_chip_folders
-from deep_pixel.errors import Cancelled, DeepPixelError
-from deep_pixel.export import ExportOptions, export_training_data
-from deep_pixel.inputs import InputTransform
-from deep_pixel.models import build_model
-from deep_pixel.package import load_package
-from deep_pixel.progress import RecordingProgress
-from deep_pixel.samples import Samples
-from deep_pixel.train import train_model
-from deep_pixel.train_checkpoint import checkpoint_path
-from deep_pixel.train_options import TrainOptions
-from deep_pixel.vector_io import read_vector
+from deep_pixel.chips.reader import read_chip_folders
+from deep_pixel.core.errors import Cancelled, DeepPixelError
+from deep_pixel.core.inputs import InputTransform
+from deep_pixel.core.progress import RecordingProgress
+from deep_pixel.export.run import ExportOptions, export_training_data
+from deep_pixel.export.samples import Samples
+from deep_pixel.io.vector import read_vector
+from deep_pixel.model.package import load_package
+from deep_pixel.model.registry import build_model
+from deep_pixel.train.augment import label_lut
+from deep_pixel.train.checkpoint import checkpoint_path
+from deep_pixel.train.loop import train_model
+from deep_pixel.train.options import TrainOptions
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -137,7 +137,7 @@ def test_killed_training_keeps_a_loadable_checkpoint(exported, tmp_path):
 
 
 def test_error_after_an_epoch_keeps_the_checkpoint_and_says_where(tmp_path, monkeypatch):
-    import deep_pixel.train as train
+    import deep_pixel.train.loop as train
     a = write_chips(tmp_path / "a")
     stale = tmp_path / "m.checkpoint"
     stale.mkdir()

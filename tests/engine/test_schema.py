@@ -2,8 +2,8 @@ import json
 
 import pytest
 
-from deep_pixel.errors import DeepPixelError
-from deep_pixel.schema import ClassInfo, ClassSchema
+from deep_pixel.core.errors import DeepPixelError
+from deep_pixel.core.schema import ClassInfo, ClassSchema
 
 
 @pytest.mark.parametrize("classes, words", [

@@ -8,12 +8,12 @@ import shutil
 import numpy as np
 import pytest
 
-from deep_pixel.chips import read_chip_folders, read_folder
-from deep_pixel.errors import DeepPixelError
-from deep_pixel.export import ExportOptions, export_training_data
-from deep_pixel.samples import Samples
-from deep_pixel.train_split import spatial_split
-from deep_pixel.vector_io import read_vector
+from deep_pixel.chips.reader import read_chip_folders, read_folder
+from deep_pixel.core.errors import DeepPixelError
+from deep_pixel.export.run import ExportOptions, export_training_data
+from deep_pixel.export.samples import Samples
+from deep_pixel.io.vector import read_vector
+from deep_pixel.train.split import spatial_split
 
 
 @pytest.fixture(scope="module")

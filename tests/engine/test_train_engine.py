@@ -1,24 +1,24 @@
 """Train Model engine: real (tiny) trainings on chips exported from the synthetic scene."""
 import json
-import zipfile
 import os
+import zipfile
 
 import numpy as np
 import pytest
 import torch
 
-from deep_pixel.augment import IGNORE_INDEX, BatchMaker, label_lut
-from deep_pixel.chips import read_chip_folders
-from deep_pixel.errors import Cancelled, DeepPixelError
-from deep_pixel.export import ExportOptions, export_training_data
-from deep_pixel.models import build_model
-from deep_pixel.package import load_package
-from deep_pixel.progress import RecordingProgress
-from deep_pixel.samples import Samples
-from deep_pixel.train import train_model
-from deep_pixel.train_options import LIGHT_DECODER, TrainOptions, parse_model_arguments
-from deep_pixel.train_step import SegmentationLoss, Stepper
-from deep_pixel.vector_io import read_vector
+from deep_pixel.chips.reader import read_chip_folders
+from deep_pixel.core.errors import Cancelled, DeepPixelError
+from deep_pixel.core.progress import RecordingProgress
+from deep_pixel.export.run import ExportOptions, export_training_data
+from deep_pixel.export.samples import Samples
+from deep_pixel.io.vector import read_vector
+from deep_pixel.model.package import load_package
+from deep_pixel.model.registry import build_model
+from deep_pixel.train.augment import IGNORE_INDEX, BatchMaker, label_lut
+from deep_pixel.train.loop import train_model
+from deep_pixel.train.options import LIGHT_DECODER, TrainOptions, parse_model_arguments
+from deep_pixel.train.step import SegmentationLoss, Stepper
 
 TINY = {"chip_size": 32, "steps_per_epoch": 4}
 
@@ -52,7 +52,7 @@ def trained(chips, tmp_path_factory):
 def test_loss_falls_on_a_fixed_batch(chips):
     torch.manual_seed(0)
     data = read_chip_folders([chips])
-    from deep_pixel.inputs import InputTransform
+    from deep_pixel.core.inputs import InputTransform
     tf = InputTransform(data.band_stats["mean"], data.band_stats["std"])
     maker = BatchMaker(data.chips, tf, label_lut(data.schema.values), 32, 16, (), 0.02, seed=0)
     x, y = maker.sample(list(range(4)))

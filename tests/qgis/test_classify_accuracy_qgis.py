@@ -96,10 +96,10 @@ def test_compute_accuracy_matches_scikit_learn(deeppixel_provider, scene, traine
 def test_workflow_model_output_is_styled_when_loaded(deeppixel_provider, tmp_path):
     """The shipped .model3 run from Processing with its outputs loaded: the classified layer is paletted."""
     import processing
+    from conftest import ROOT
     from qgis.core import QgsProcessingModelAlgorithm
 
-    from deep_pixel.synthetic import make_scene
-    from conftest import ROOT
+    from deep_pixel.io.synthetic import make_scene
     model_file = os.path.join(ROOT, "models", "deep_pixel_workflow.model3")
     scene = make_scene(str(tmp_path / "scene"), width=192, height=192, seed=13, train_fraction=0.6)
     model = QgsProcessingModelAlgorithm()

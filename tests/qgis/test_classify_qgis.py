@@ -4,10 +4,19 @@ import os
 import numpy as np
 import pytest
 import rasterio
-from qgis.core import (QgsApplication, QgsFeature, QgsGeometry, QgsProcessingContext, QgsProcessingException,
-                       QgsProcessingFeedback, QgsProject, QgsRectangle, QgsVectorLayer)
+from qgis.core import (
+    QgsApplication,
+    QgsFeature,
+    QgsGeometry,
+    QgsProcessingContext,
+    QgsProcessingException,
+    QgsProcessingFeedback,
+    QgsProject,
+    QgsRectangle,
+    QgsVectorLayer,
+)
 
-from deep_pixel.classify_options import ClassifyOptions
+from deep_pixel.classify.options import ClassifyOptions
 
 PARAMETERS = ("INPUT_RASTER", "MODEL_DEFINITION", "OUTPUT_RASTER", "TILE_SIZE", "PADDING", "BATCH_SIZE",
               "PREDICT_BACKGROUND", "TEST_TIME_AUGMENTATION", "MASK_POLYGONS", "OUTPUT_CONFIDENCE", "DEVICE")
@@ -35,10 +44,15 @@ def test_parameters_and_their_defaults_come_from_the_engine(deeppixel_provider):
 
 def _classify_only_model():
     """A graphical-modeler model built with the Processing model API: one Classify Pixels step."""
-    from qgis.core import (QgsProcessingModelAlgorithm, QgsProcessingModelChildAlgorithm,
-                           QgsProcessingModelChildParameterSource, QgsProcessingModelOutput,
-                           QgsProcessingModelParameter, QgsProcessingParameterFile,
-                           QgsProcessingParameterRasterLayer)
+    from qgis.core import (
+        QgsProcessingModelAlgorithm,
+        QgsProcessingModelChildAlgorithm,
+        QgsProcessingModelChildParameterSource,
+        QgsProcessingModelOutput,
+        QgsProcessingModelParameter,
+        QgsProcessingParameterFile,
+        QgsProcessingParameterRasterLayer,
+    )
     model = QgsProcessingModelAlgorithm("classify only", "tests")
     model.addModelParameter(QgsProcessingParameterRasterLayer("raster", "raster"),
                             QgsProcessingModelParameter("raster"))
@@ -136,7 +150,7 @@ def test_predict_background_off_leaves_out_the_background_class(deeppixel_provid
     """A model whose class 1 is named "background": with PREDICT_BACKGROUND off no pixel gets it."""
     import processing
 
-    from deep_pixel.package import load_package
+    from deep_pixel.model.package import load_package
     emd = _with_background_class(trained_scene_model, tmp_path)
     assert load_package(emd).schema.classes[0].name == "background"
     on, off = str(tmp_path / "on.tif"), str(tmp_path / "off.tif")

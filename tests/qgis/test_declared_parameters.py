@@ -5,12 +5,12 @@ import re
 import pytest
 from qgis.core import QgsApplication
 
-from deep_pixel.classify_options import ClassifyOptions
-from deep_pixel.evaluate import EvaluateOptions
-from deep_pixel.export import ExportOptions
-from deep_pixel.train_options import TrainOptions
-from deep_pixel.cli import build_parser
-from deep_pixel.params import cli_flag, declared, processing_name
+from deep_pixel.classify.options import ClassifyOptions
+from deep_pixel.cli.main import build_parser
+from deep_pixel.core.params import cli_flag, declared, processing_name
+from deep_pixel.evaluate.accuracy import EvaluateOptions
+from deep_pixel.export.run import ExportOptions
+from deep_pixel.train.options import TrainOptions
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DECLARED = [("deeppixel:classifypixels", "classify", ClassifyOptions, "## Classify Pixels"),

@@ -5,11 +5,10 @@ import os
 import time
 
 import pytest
+from deeppixel.deep_pixel.core.schema import ClassInfo
 from qgis.core import QgsApplication, QgsGeometry, QgsProject, QgsRasterLayer, QgsVectorLayer, QgsWkbTypes
 from qgis.gui import QgsMapMouseEvent
 from qgis.PyQt.QtCore import QCoreApplication, QEvent, QPoint, Qt
-
-from deeppixel.deep_pixel.schema import ClassInfo
 
 
 def wait_for(condition, timeout=120.0):

@@ -1,9 +1,8 @@
 """Schema tab of the labeling dock: validation messages, files, imports (pytest-qgis)."""
 import json
 
+from deeppixel.deep_pixel.core.schema import ClassInfo
 from qgis.core import QgsProject, QgsVectorLayer
-
-from deeppixel.deep_pixel.schema import ClassInfo
 
 
 def _panel():
@@ -27,7 +26,7 @@ def test_invalid_classes_are_refused_with_the_schema_message(qgis_app):
 
 
 def test_class_dialog_checks_values_inline(qgis_app):
-    from deeppixel.deep_pixel.schema import ClassSchema
+    from deeppixel.deep_pixel.core.schema import ClassSchema
     from deeppixel.ui.schema_panel import ClassDialog
     schema = ClassSchema([ClassInfo(1, "water", (0, 0, 255))])
     dialog = ClassDialog(schema)

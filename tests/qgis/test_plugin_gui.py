@@ -1,9 +1,17 @@
 """The plugin object against the real QGIS interface: toolbar, provider, diagnostics, unload."""
+import os
+
 from qgis.core import QgsApplication
 
 
 def test_plugin_load_and_unload(qgis_iface):
     import deeppixel
+    from deeppixel.processing_provider import base
+
+    import deep_pixel.core.errors
+    from conftest import ROOT
+    assert os.path.dirname(os.path.realpath(deeppixel.__file__)) == os.path.realpath(ROOT)  # this checkout
+    assert base.DeepPixelError is deep_pixel.core.errors.DeepPixelError                       # one engine
     plugin = deeppixel.classFactory(qgis_iface)
     plugin.initGui()
     try:

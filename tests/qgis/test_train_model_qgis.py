@@ -5,16 +5,21 @@ import os
 import pytest
 from qgis.core import QgsProcessingException
 
-from deep_pixel.package import load_package
+from deep_pixel.model.package import load_package
 
 TINY = "chip_size=32, steps_per_epoch=3"
 
 
 def test_export_then_train_in_a_processing_model(deeppixel_provider, scene, tmp_path):
     """A Processing model: the export's OUTPUT_FOLDER feeds INPUT_TRAINING_DATA (as in the modeler)."""
-    from qgis.core import (QgsProcessingContext, QgsProcessingFeedback, QgsProcessingModelAlgorithm,
-                           QgsProcessingModelChildAlgorithm, QgsProcessingModelChildParameterSource,
-                           QgsProcessingModelOutput)
+    from qgis.core import (
+        QgsProcessingContext,
+        QgsProcessingFeedback,
+        QgsProcessingModelAlgorithm,
+        QgsProcessingModelChildAlgorithm,
+        QgsProcessingModelChildParameterSource,
+        QgsProcessingModelOutput,
+    )
     model = QgsProcessingModelAlgorithm("export_and_train", "tests", "tests")
     export = QgsProcessingModelChildAlgorithm("deeppixel:exporttrainingdata")
     export.setChildId("export")
@@ -51,9 +56,10 @@ def test_export_then_train_in_a_processing_model(deeppixel_provider, scene, tmp_
 
 def test_processing_run_trainmodel(deeppixel_provider, scene, tmp_path):
     import processing
-    from deep_pixel.export import ExportOptions, export_training_data
-    from deep_pixel.samples import Samples
-    from deep_pixel.vector_io import read_vector
+
+    from deep_pixel.export.run import ExportOptions, export_training_data
+    from deep_pixel.export.samples import Samples
+    from deep_pixel.io.vector import read_vector
     vec = read_vector(scene.samples)
     samples = Samples(vec.geometries, [int(v) for v in vec.attributes["Classvalue"]], vec.crs_wkt)
     for name in ("a", "b"):

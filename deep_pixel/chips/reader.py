@@ -1,0 +1,331 @@
+"""Reading chips folders for training: ours and the reference "Classified Tiles" layout.
+
+Accepted: ``map.txt`` with ``images/x.tif labels/x.tif`` lines, written with forward or back
+slashes, in any order, with repeated lines; classes from our ``deep_pixel_export.json``, else from
+``esri_accumulated_stats.json`` / ``esri_model_definition.emd``, else from the label values seen.
+Band statistics come from the export metadata; a folder without them gets them computed from its
+chips. Several folders are merged when their band count agrees.
+
+Every chip is read into memory once in its raw data type (training samples random crops from it
+many times, so reading from disk per step would dominate on CPU).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..core.errors import DeepPixelError
+from ..core.progress import Progress, check
+from ..core.schema import ClassInfo, ClassSchema, default_color
+from ..io.bandstats import BandStats
+
+EXPORT_METADATA = "deep_pixel_export.json"
+
+
+@dataclass
+class Chip:
+    image: np.ndarray            # (bands, h, w) raw values
+    labels: np.ndarray           # (h, w) class values, 0 = unlabelled
+    valid: np.ndarray            # (h, w) bool: image pixels that are not nodata
+    name: str                    # "<folder>/<image path>" for messages
+    box: tuple | None            # (x0, y0, x1, y1) footprint in ``space`` (for the spatial split)
+    space: str                   # footprints only compare within one space
+
+
+@dataclass
+class ChipSet:
+    chips: list
+    schema: ClassSchema
+    bands: list                  # 1-based source raster bands, in input order
+    band_stats: dict             # mean, std, min, max (lists, one per band)
+    dtype: str
+    tile_size: tuple             # (height, width) of the chips
+    crs_wkt: str | None = None
+    pixel_size: tuple | None = None
+    band_names: list = field(default_factory=list)
+    folders: list = field(default_factory=list)
+
+    @property
+    def num_bands(self) -> int:
+        return len(self.bands)
+
+    def pixels_per_class(self, indices=None) -> dict:
+        counts: dict = {}
+        for i in (range(len(self.chips)) if indices is None else indices):
+            vals, n = np.unique(self.chips[i].labels, return_counts=True)
+            for v, c in zip(vals.tolist(), n.tolist()):
+                if v:
+                    counts[v] = counts.get(v, 0) + c
+        return counts
+
+
+def read_map(folder: str) -> list:
+    """(image, label) relative paths from map.txt: slashes normalised, sorted, duplicates dropped."""
+    path = os.path.join(folder, "map.txt")
+    if not os.path.isfile(path):
+        if not os.listdir(folder):
+            raise DeepPixelError(f"The training data folder {folder} is empty. Give the output folder of "
+                                 "Export Training Data (it holds map.txt, images/ and labels/).")
+        raise DeepPixelError(f"{folder} is not a training chips folder: map.txt is missing. Run Export "
+                             "Training Data first and give its output folder.")
+    pairs = set()
+    try:
+        with open(path, encoding="utf-8-sig") as f:
+            lines = f.read().splitlines()
+    except UnicodeDecodeError as e:
+        raise DeepPixelError(f"{path} is not a text file (byte {e.start} is not UTF-8): it should list "
+                             "'images/<name> labels/<name>' lines. Export the chips again.") from None
+    except OSError as e:
+        raise DeepPixelError(f"Cannot read {path}: {e.strerror}.") from e
+    for n, line in enumerate(lines, 1):
+        parts = line.strip().replace("\\", "/").split()
+        if not parts:
+            continue
+        if len(parts) != 2 or any("\x00" in p for p in parts):
+            raise DeepPixelError(f"{path}, line {n}: expected 'images/<name> labels/<name>', got {line.strip()[:200]!r}.")
+        pairs.add(tuple(p[2:] if p.startswith("./") else p for p in parts))
+    if not pairs:
+        raise DeepPixelError(f"{path} lists no chips: the export wrote nothing. Export again with more "
+                             "samples or OUTPUT_NOFEATURE_TILES.")
+    return sorted(pairs)
+
+
+def _inside(folder, path):
+    real = os.path.realpath(path)
+    return real.startswith(os.path.realpath(folder) + os.sep)
+
+
+def _resolve(folder, rel):
+    """A map.txt path inside ``folder``. Absolute paths written on another machine (the reference
+    tools write them) resolve to their last two parts (``images/x.tif``) inside the folder; a chip
+    is never read from outside the chips folder (map.txt is input we do not trust)."""
+    p = os.path.join(folder, rel)
+    if os.path.isfile(p) and _inside(folder, p):
+        return p
+    tail = "/".join(part for part in rel.split("/")[-2:] if part not in ("", ".", ".."))
+    q = os.path.join(folder, tail)
+    return q if tail and os.path.isfile(q) and _inside(folder, q) else os.path.join(folder, tail or "?")
+
+
+def _load_json(path, progress=None):
+    """A JSON object from ``path``, or None when the file is absent, unreadable or not an object."""
+    if not os.path.isfile(path):
+        return None
+    try:
+        with open(path, encoding="utf-8-sig") as f:
+            data = json.load(f)
+    except (OSError, ValueError, RecursionError):
+        data = None
+    if not isinstance(data, dict):
+        if progress is not None:
+            progress.warn(f"{path} is not a readable JSON object; it is ignored.")
+        return None
+    return data
+
+
+def _number(v) -> bool:
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return False
+    try:
+        return math.isfinite(v)
+    except OverflowError:       # an integer beyond float range
+        return False
+
+
+def _numbers(v, n) -> bool:
+    return isinstance(v, list) and len(v) == n and all(_number(x) for x in v)
+
+
+def _windows(meta) -> dict:
+    """image path -> (x0, y0, x1, y1) from our export metadata; malformed entries are skipped."""
+    out = {}
+    chips = meta.get("chips") if meta else None
+    for c in chips if isinstance(chips, list) else []:
+        if not isinstance(c, dict) or not isinstance(c.get("image"), str):
+            continue
+        v = [c.get(k) for k in ("col", "row", "width", "height")]
+        if all(_number(x) for x in v) and v[2] > 0 and v[3] > 0:
+            out[c["image"].replace("\\", "/")] = (v[0], v[1], v[0] + v[2], v[1] + v[3])
+    return out
+
+
+def _valid_stats(stats, bands) -> bool:
+    if not isinstance(stats, dict) or not _number(stats.get("count")) or stats["count"] <= 0:
+        return False
+    if not all(_numbers(stats.get(k), bands) for k in ("mean", "std", "min", "max")):
+        return False
+    return all(s >= 0 for s in stats["std"])
+
+
+def _reference_schema(folder) -> ClassSchema | None:
+    stats = _load_json(os.path.join(folder, "esri_accumulated_stats.json")) or {}
+    emd = _load_json(os.path.join(folder, "esri_model_definition.emd")) or {}
+    emd_classes, stats_classes = emd.get("Classes"), stats.get("Classes")
+    records = [{"Value": c.get("Value"), "Name": c.get("Name"), "Color": c.get("Color")}
+               for c in (emd_classes if isinstance(emd_classes, list) else []) if isinstance(c, dict)]
+    if not records:
+        records = [{"Value": c.get("ClassValue"), "Name": c.get("ClassName"),
+                    "Color": c.get("Color")}
+                   for c in (stats_classes if isinstance(stats_classes, list) else []) if isinstance(c, dict)]
+    records = [r for r in records if r["Value"] not in (None, 0)]
+    if not records:
+        return None
+    for r in records:
+        if r["Color"] is None:
+            r.pop("Color")
+    return ClassSchema.from_records(records, os.path.join(folder, "esri_model_definition.emd"))
+
+
+def _read_raster(path, what):
+    import rasterio
+    if not os.path.isfile(path):
+        raise DeepPixelError(f"The {what} chip {path} listed in map.txt is missing. Re-export the chips "
+                             "or remove that line from map.txt.")
+    try:
+        with rasterio.open(path) as ds:
+            data = ds.read()
+            nodata = ds.nodata
+            bounds = ds.bounds if not ds.transform.is_identity else None
+            crs = ds.crs.to_wkt() if ds.crs else None
+    except (OSError, ValueError, rasterio.errors.RasterioError) as e:   # RasterioIOError is an OSError
+        raise DeepPixelError(f"Cannot read the {what} chip {path}: {e}. Re-export the chips or fix map.txt.") from e
+    return data, nodata, bounds, crs
+
+
+def read_folder(folder: str, progress: Progress | None = None) -> ChipSet:
+    """One chips folder -> ChipSet (all chips in memory)."""
+    progress = check(progress)
+    folder = os.path.abspath(folder)
+    if not os.path.isdir(folder):
+        raise DeepPixelError(f"The training data folder {folder} does not exist.")
+    pairs = read_map(folder)
+    meta = _load_json(os.path.join(folder, EXPORT_METADATA), progress)
+    windows = _windows(meta)
+    chips, dtype, shape, first_crs = [], None, None, None
+    for k, (img_rel, lab_rel) in enumerate(pairs):
+        progress.check_cancelled()
+        image, nodata, bounds, crs = _read_raster(_resolve(folder, img_rel), "image")
+        labels, _, _, _ = _read_raster(_resolve(folder, lab_rel), "label")
+        if labels.shape[1:] != image.shape[1:]:
+            raise DeepPixelError(f"{lab_rel} is {labels.shape[2]}x{labels.shape[1]} px but {img_rel} is "
+                                 f"{image.shape[2]}x{image.shape[1]}: image and label chips must match. "
+                                 "Re-export the chips or remove that line from map.txt.")
+        if shape is None:
+            shape, dtype, first_crs = image.shape, image.dtype, crs
+        elif image.shape[0] != shape[0]:
+            raise DeepPixelError(f"{img_rel} has {image.shape[0]} band(s) but the first chip has {shape[0]}: "
+                                 "every chip of a folder must come from the same bands. Re-export the chips.")
+        valid = np.ones(image.shape[1:], bool) if nodata is None else ~np.all(image == nodata, axis=0)
+        lab = labels[0]
+        if lab.dtype.kind not in "iu" or (lab.size and int(lab.min()) < 0):
+            raise DeepPixelError(f"{lab_rel}: label chips must hold non-negative integer class values.")
+        if int(lab.max(initial=0)) > 65535:
+            raise DeepPixelError(f"{lab_rel} holds the class value {int(lab.max())}; class values must be "
+                                 "1 to 65535 in a label chip (0 = unlabelled). Renumber the classes and export again.")
+        lab = lab.astype(np.uint16 if int(lab.max(initial=0)) > 255 else np.uint8)
+        if img_rel in windows:
+            box, space = windows[img_rel], f"window:{folder}"
+        elif bounds is not None:
+            box, space = tuple(bounds), f"crs:{crs}"
+        else:
+            box, space = None, f"chip:{folder}:{k}"
+        chips.append(Chip(image, lab, valid, f"{os.path.basename(folder)}/{img_rel}", box, space))
+        progress.report((k + 1) / len(pairs), f"read {k + 1}/{len(pairs)} chips")
+    meta = meta or {}
+    bands = meta.get("bands")
+    if not (isinstance(bands, list) and len(bands) == shape[0]
+            and all(isinstance(b, int) and not isinstance(b, bool) and b >= 1 for b in bands)):
+        bands = list(range(1, shape[0] + 1))
+    schema = None
+    if meta.get("schema"):
+        records = meta["schema"]
+        records = records.get("classes", records) if isinstance(records, dict) else records
+        schema = ClassSchema.from_records(records, os.path.join(folder, EXPORT_METADATA))
+    schema = schema or _reference_schema(folder)
+    stats = meta.get("band_stats")
+    if not _valid_stats(stats, shape[0]):
+        progress.log(f"{os.path.basename(folder)}: no usable export band statistics; computing them from the chips.")
+        stats = _stats_from_chips(chips)
+    src = meta.get("source") if isinstance(meta.get("source"), dict) else {}
+    pixel = src.get("pixel_size")
+    names = src.get("band_names")
+    crs_wkt = src.get("crs_wkt")
+    return ChipSet(chips=chips, schema=schema, bands=list(bands), band_stats=stats, dtype=str(dtype),
+                   tile_size=(shape[1], shape[2]),
+                   crs_wkt=crs_wkt if isinstance(crs_wkt, str) and crs_wkt else first_crs,
+                   pixel_size=tuple(float(v) for v in pixel) if _numbers(pixel, 2) else None,
+                   band_names=[str(n) for n in names] if isinstance(names, list) else [], folders=[folder])
+
+
+def _stats_from_chips(chips) -> dict:
+    acc = BandStats(chips[0].image.shape[0])
+    for c in chips:
+        acc.add(c.image, c.valid)
+    out = acc.result()
+    if not out.get("count"):
+        raise DeepPixelError("Every image chip is nodata: there is nothing to train on.")
+    return out
+
+
+def _merge_stats(sets) -> dict:
+    """Pool per-band mean/std over folders, weighted by pixel counts."""
+    n = np.array([s.band_stats.get("count", 1) for s in sets], dtype=np.float64)
+    mean = np.array([s.band_stats["mean"] for s in sets])
+    var = np.square(np.array([s.band_stats["std"] for s in sets]))
+    w = n[:, None] / n.sum()
+    m = (w * mean).sum(0)
+    v = (w * (var + np.square(mean - m))).sum(0)
+    return {"count": int(n.sum()), "mean": m.tolist(), "std": np.sqrt(v).tolist(),
+            "min": np.min([s.band_stats["min"] for s in sets], axis=0).tolist(),
+            "max": np.max([s.band_stats["max"] for s in sets], axis=0).tolist()}
+
+
+def _merge_schemas(sets, values_seen) -> ClassSchema:
+    classes: dict = {}
+    for s in sets:
+        for c in (s.schema or []):
+            other = classes.get(c.value)
+            if other is not None and other.name != c.name:
+                raise DeepPixelError(f"Class value {c.value} is {other.name!r} in one training folder and "
+                                     f"{c.name!r} in another; re-export them with the same class schema.")
+            classes.setdefault(c.value, c)
+    for i, v in enumerate(sorted(values_seen)):
+        if v not in classes:
+            classes[v] = ClassInfo(v, f"Class {v}", default_color(len(classes) + i))
+    return ClassSchema([classes[v] for v in sorted(classes)])
+
+
+def read_chip_folders(folders, progress: Progress | None = None) -> ChipSet:
+    """One or several chips folders -> one ChipSet (same band count required)."""
+    progress = check(progress)
+    folders = [f for f in folders if f]
+    if not folders:
+        raise DeepPixelError("No training data folder was given.")
+    sets = []
+    for i, f in enumerate(folders):
+        sets.append(read_folder(f, progress.sub(i / len(folders), (i + 1) / len(folders))))
+    first = sets[0]
+    for s in sets[1:]:
+        if s.num_bands != first.num_bands:
+            raise DeepPixelError(f"{s.folders[0]} has {s.num_bands} band(s) but {first.folders[0]} has "
+                                 f"{first.num_bands}: all training folders must come from rasters with the same bands.")
+        if s.bands != first.bands:
+            progress.warn(f"{s.folders[0]} was exported from bands {s.bands}, {first.folders[0]} from {first.bands}.")
+    chips = [c for s in sets for c in s.chips]
+    seen = set()
+    for c in chips:
+        seen.update(int(v) for v in np.unique(c.labels) if v)
+    if not seen:
+        raise DeepPixelError("No chip holds a labelled pixel (every label is 0). Draw training samples "
+                             "inside the raster and export again.")
+    schema = _merge_schemas(sets, seen)
+    stats = first.band_stats if len(sets) == 1 else _merge_stats(sets)
+    heights = {s.tile_size for s in sets}
+    tile = max(heights)
+    return ChipSet(chips=chips, schema=schema, bands=first.bands, band_stats=stats, dtype=first.dtype,
+                   tile_size=tile, crs_wkt=first.crs_wkt, pixel_size=first.pixel_size,
+                   band_names=first.band_names, folders=[f for s in sets for f in s.folders])

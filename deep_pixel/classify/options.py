@@ -1,0 +1,59 @@
+"""Classify Pixels parameters and their defaults (every interface reads them from here)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..core.device import DEVICES_HELP
+from ..core.errors import DeepPixelError
+from ..core.params import check_ranges, option
+from ..core.tiles import AUTO_PADDING, AUTO_PADDING_MULTIPLES, MAX_AUTO_TILE, MIN_AUTO_TILE
+from .runtime_choice import PRECISION_HELP, PRECISIONS, RUNTIME_HELP, RUNTIMES
+
+BACKGROUND_NAMES = ("background", "unclassified", "other", "nodata", "no data")
+# The batch holds at most this many tile pixels on CPU (batching does not speed a CPU up; memory grows).
+CPU_BATCH_PIXELS = 1024 * 1024
+
+
+@dataclass
+class ClassifyOptions:
+    """Classify Pixels' options, each declared once (deep_pixel/core/params.py builds the interfaces)."""
+    tile_size: int = option(
+        0, "Tile size (pixels)", f"0: chosen per raster between {MIN_AUTO_TILE} and {MAX_AUTO_TILE} px, the size "
+        "that computes the fewest pixels; else a multiple of the network's downsampling factor", minimum=0)
+    padding: int | None = option(
+        None, "Padding (pixels)", f"pixels blended at each tile border; empty: the network's effective border, "
+        f"{AUTO_PADDING} px (or {AUTO_PADDING_MULTIPLES} x its downsampling factor if larger); less than half "
+        "the tile", kind="int", minimum=0, optional=True)
+    batch_size: int = option(
+        4, "Batch size", "tiles per forward pass; on CPU lowered so one batch stays within "
+        f"{CPU_BATCH_PIXELS // 2**20} megapixels, on CUDA raised to what half the free GPU memory holds", minimum=1)
+    predict_background: bool = option(
+        True, "Predict background classes", "off: classes named background/other/unclassified are not "
+        "predicted; their pixels go to the most likely other class")
+    test_time_augmentation: bool = option(
+        False, "Test-time augmentation (8 flips/rotations)", "average the 8 flips and rotations (8x slower, "
+        "usually a little more accurate)")
+    mask_polygons: str | None = option(
+        None, "Classify only inside these polygons", "vector file (or layer): pixels outside are nodata",
+        kind="vector", optional=True)
+    device: str = option("auto", "Device", DEVICES_HELP)
+    runtime: str = option("auto", "Runtime", RUNTIME_HELP, choices=RUNTIMES, advanced=True)
+    precision: str = option("auto", "Precision", PRECISION_HELP, choices=PRECISIONS, advanced=True)
+    output_confidence: str | None = option(
+        None, "Confidence raster (winning class probability)", "optional float32 GeoTIFF of the winning class's "
+        "blended probability", kind="raster_out", optional=True)
+    grid_offset: tuple = (0, 0)             # (rows, cols): shifts the tile grid (tests, tiling checks); not a parameter
+
+    def validate(self) -> None:
+        check_ranges(self)
+        if self.tile_size < 0:
+            raise DeepPixelError("TILE_SIZE must be 0 (the model's chip size) or a positive number of pixels.")
+        if self.padding is not None and self.padding < 0:
+            raise DeepPixelError("PADDING must be 0 or more pixels.")
+        if self.batch_size < 1:
+            raise DeepPixelError("BATCH_SIZE must be at least 1.")
+
+
+def cpu_batch(requested: int, tile: int) -> int:
+    """The batch size on CPU: the requested one, lowered so one batch stays within CPU_BATCH_PIXELS."""
+    return max(1, min(requested, CPU_BATCH_PIXELS // (tile * tile)))

@@ -1,0 +1,145 @@
+"""The Classify Pixels loop: read tiles ahead, run the network in batches, blend, write rows behind.
+
+Tiles are read one window at a time in a background thread (with real neighbouring pixels, mirrored
+past the raster's end, standardised for the network); the network runs on batches of tiles with
+valid pixels; ``RollingBlender`` blends them; each strip's final rows are decided block by block
+and written by a background thread while the next strip is computed.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+from rasterio.windows import Window
+
+from ..io.raster import valid_mask
+from .blend import RollingBlender, decide
+from .strip_io import BackgroundWriter, Prefetcher
+
+
+@dataclass
+class TileData:
+    c0: int
+    x: np.ndarray | None      # (channels, t, t) network input; None: no pixel to classify (skipped)
+    keep: np.ndarray          # (h, w) pixels to classify, inside the raster
+
+
+def mirror(a, pad_rows, pad_cols):
+    """Extend the last axes of ``a`` by mirroring (tiles reaching past the raster's end)."""
+    if not pad_rows and not pad_cols:
+        return a
+    spec = [(0, 0)] * (a.ndim - 2) + [(0, pad_rows), (0, pad_cols)]
+    small = pad_rows >= a.shape[-2] or pad_cols >= a.shape[-1]
+    return np.pad(a, spec, mode="symmetric" if not small else "edge")
+
+
+class TileReader:
+    """(r0, c0) -> TileData: one window read, masked, mirrored and standardised."""
+
+    def __init__(self, ds, bands, info, tile, mask, transform):
+        self.ds, self.bands, self.info, self.tile, self.mask, self.transform = ds, bands, info, tile, mask, transform
+
+    def __call__(self, key) -> TileData:
+        r0, c0 = key
+        t, info = self.tile, self.info
+        h, w = min(t, info.height - r0), min(t, info.width - c0)
+        window = Window(c0, r0, w, h)
+        data = self.ds.read(self.bands, window=window)
+        valid = valid_mask(data, info.nodata)
+        keep = valid & self.mask(window) if self.mask is not None else valid
+        if not keep.any():
+            return TileData(c0, None, keep)
+        x = self.transform.apply(mirror(data, t - h, t - w), mirror(valid, t - h, t - w))
+        return TileData(c0, x, keep)
+
+
+class StripRows:
+    """The final rows of one strip: class index (-1 = not covered), confidence, pixels to keep."""
+
+    def __init__(self, row: int, rows: int, width: int, excluded, confidence: bool):
+        self.row, self.excluded = row, excluded
+        self.index = np.full((rows, width), -1, dtype=np.int16)
+        self.keep = np.zeros((rows, width), dtype=bool)
+        self.confidence = np.zeros((rows, width), dtype=np.float32) if confidence else None
+
+    def put_keep(self, tile: TileData) -> None:
+        rows = min(self.keep.shape[0], tile.keep.shape[0])
+        self.keep[:rows, tile.c0:tile.c0 + tile.keep.shape[1]] = tile.keep[:rows]
+
+    def put_blocks(self, blocks) -> None:
+        for col, sums, weights in blocks:
+            index, confidence, covered = decide(sums, weights, self.excluded)
+            n = index.shape[1]
+            self.index[:, col:col + n] = index if covered.all() else np.where(covered, index, -1)
+            if self.confidence is not None:
+                self.confidence[:, col:col + n] = confidence
+
+
+class _Progress:
+    """Tiles done, skipped, the ETA and the one-off first-batch estimate."""
+
+    def __init__(self, total, progress):
+        self.total, self.progress = total, progress
+        self.done = self.skipped = 0
+        self.t0 = time.monotonic()
+        self.logged = False
+
+    def tiles(self, computed: int, skipped: int) -> None:
+        self.done += computed + skipped
+        self.skipped += skipped
+        if not computed:
+            return
+        elapsed = time.monotonic() - self.t0
+        per_tile = elapsed / max(1, self.done - self.skipped)
+        left = per_tile * (self.total - self.done)
+        if not self.logged:
+            self.logged = True
+            self.progress.log(f"First batch: {per_tile:.2f} s per tile; estimated time left about {left:.0f} s "
+                              "(tiles without valid pixels are skipped).")
+        self.progress.report(self.done / self.total * 0.97, f"tile {self.done}/{self.total}, ETA {left:.0f} s")
+
+
+def run_tiles(reader, info, tile, rows, cols, classes, predictor, batch, write, excluded, confidence, progress):
+    """Classify every tile; ``write(StripRows)`` receives each strip's final rows, in order.
+
+    Returns (tiles skipped, blending bytes)."""
+    blender = RollingBlender(info.height, info.width, classes, tile)
+    counter = _Progress(len(rows) * len(cols), progress)
+    tiles = Prefetcher(reader, [(r0, c0) for r0 in rows for c0 in cols], depth=max(1, batch))
+    writer = BackgroundWriter(write, depth=1)
+    try:
+        stream = iter(tiles)
+        for i, r0 in enumerate(rows):
+            next_r0 = rows[i + 1] if i + 1 < len(rows) else info.height
+            blender.start_strip(r0, next_r0)
+            out = StripRows(r0, min(next_r0, info.height) - r0, info.width, excluded, confidence)
+            pending = []
+            for _ in cols:
+                pending.append(next(stream)[1])
+                out.put_keep(pending[-1])
+                if sum(t.x is not None for t in pending) == batch:
+                    _blend(pending, predictor, blender, out, counter, progress)
+                    pending = []
+            _blend(pending, predictor, blender, out, counter, progress)
+            blender.end_strip(out.put_blocks)
+            writer.submit(out)
+        writer.drain()
+    finally:
+        tiles.close()
+        writer.close()
+    return counter.skipped, blender.nbytes
+
+
+def _blend(pending, predictor, blender, out, counter, progress):
+    """Predict the pending tiles that have pixels to classify; blend all of them in column order."""
+    if not pending:
+        return
+    progress.check_cancelled()
+    computed = [t for t in pending if t.x is not None]
+    probs = iter(predictor(np.stack([t.x for t in computed])) if computed else [])
+    for t in pending:
+        blender.move_to(t.c0, out.put_blocks)
+        if t.x is not None:
+            blender.add(next(probs))
+    counter.tiles(len(computed), len(pending) - len(computed))

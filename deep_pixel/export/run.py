@@ -1,0 +1,236 @@
+"""Export Training Data: a raster and labelled samples -> a folder of image and label chips."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+import rasterio
+from rasterio.windows import Window
+from rasterio.windows import bounds as window_bounds
+
+from ..chips import writer as chips_layout
+from ..core.errors import DeepPixelError
+from ..core.params import option
+from ..core.progress import Progress, check
+from ..core.schema import ClassSchema
+from ..core.tiles import TileParams
+from ..io.bandstats import BandStats
+from ..io.raster import describe, open_raster, read_window, valid_mask, window_transform
+from ..io.staging import check_output_folder, staged_folder
+from .samples import LabelBurner, Samples
+
+IMAGE_FORMATS = ("TIFF", "PNG")
+
+
+@dataclass
+class ExportOptions:
+    """Export Training Data's options, each declared once (deep_pixel/core/params.py builds the interfaces)."""
+    image_format: str = option("TIFF", "Image format", "TIFF, or PNG for at most 3 bands of 8-bit data",
+                               kind="enum", choices=IMAGE_FORMATS)
+    tile_size_x: int = option(256, "Tile size X (pixels)", "chip width", minimum=1)
+    tile_size_y: int = option(256, "Tile size Y (pixels)", "chip height", minimum=1)
+    stride_x: int = option(128, "Stride X (pixels)", "distance between chips; equal to the tile size: no overlap",
+                           minimum=1)
+    stride_y: int = option(128, "Stride Y (pixels)", "distance between chips; equal to the tile size: no overlap",
+                           minimum=1)
+    rotation_angle: float = option(0.0, "Rotation angle (0, 90 or 180 degrees)",
+                                   "90: extra chips rotated by 90, 180 and 270 degrees; 180: one extra", minimum=0,
+                                   maximum=360)
+    output_nofeature_tiles: bool = option(False, "Also export tiles without samples",
+                                          "also export chips without any labelled pixel")
+    buffer_radius: float = option(0.0, "Buffer radius for point samples (raster CRS units)",
+                                  "point samples become discs of this radius", minimum=0)
+    min_labelled_fraction: float = option(0.0, "Minimum labelled fraction of a chip",
+                                          "chips with fewer labelled pixels are skipped", minimum=0, maximum=1)
+    bands: tuple = field(default_factory=tuple)     # 1-based bands (command line --bands; all by default)
+
+    def rotations(self) -> list:
+        """Quarter turns of the extra chips (0 is the original)."""
+        a = float(self.rotation_angle) % 360
+        if a == 0:
+            return [0]
+        if a % 90 != 0:
+            raise DeepPixelError(f"Rotation angle {self.rotation_angle} is not supported: use 0 "
+                                 "(no rotation), 90 (chips at 90/180/270 degrees) or 180.")
+        step = int(a // 90)
+        return list(range(0, 4, step))
+
+    def validate(self, info) -> None:
+        fmt = self.image_format.upper()
+        if fmt not in IMAGE_FORMATS:
+            raise DeepPixelError(f"Image format {self.image_format!r} is not supported; use TIFF or PNG.")
+        count = len(self.bands) or info.count
+        if fmt == "PNG" and (count > 3 or info.dtype != "uint8"):
+            raise DeepPixelError(f"PNG chips hold at most 3 bands of 8-bit data; this raster has {count} "
+                                 f"band(s) of {info.dtype}. Use IMAGE_FORMAT=TIFF.")
+        if not 0.0 <= self.min_labelled_fraction <= 1.0:
+            raise DeepPixelError("The minimum labelled fraction must be between 0 and 1.")
+        if self.buffer_radius < 0:
+            raise DeepPixelError("The buffer radius cannot be negative.")
+        for b in self.bands:
+            if not 1 <= b <= info.count:
+                raise DeepPixelError(f"Band {b} does not exist; the raster has bands 1 to {info.count}.")
+        rot = self.rotations()
+        if len(rot) > 1 and self.tile_size_x != self.tile_size_y and 1 in rot:
+            raise DeepPixelError("Rotating chips by 90 degrees needs square tiles: set TILE_SIZE_X "
+                                 "equal to TILE_SIZE_Y, or use rotation 0 or 180.")
+
+
+@dataclass
+class ExportResult:
+    folder: str
+    num_chips: int
+    pixels_per_class: dict
+    schema: ClassSchema
+    class_mapping: dict
+
+
+def export_training_data(raster_path: str, samples: Samples, output_folder: str,
+                         options: ExportOptions | None = None, schema: ClassSchema | None = None,
+                         class_mapping: dict | None = None, class_field: str | None = None,
+                         mask_geometries=None, mask_crs_wkt: str | None = None,
+                         progress: Progress | None = None) -> ExportResult:
+    """Cut ``raster_path`` into image chips and matching label chips.
+
+    ``samples`` holds geometries with integer class values (see ``samples.resolve_class_values``
+    for text classes). The output is written to a temporary folder and renamed to
+    ``output_folder`` when complete; the input files are only read.
+    """
+    options = options or ExportOptions()
+    progress = check(progress)
+    check_output_folder(output_folder, inputs=[raster_path])
+    schema = schema or ClassSchema.from_values(v for v in samples.values if v is not None)
+    with open_raster(raster_path) as ds:
+        info = describe(ds)
+        options.validate(info)
+        if info.crs_wkt is None and samples.crs_wkt:
+            raise DeepPixelError(f"The raster {raster_path} has no coordinate reference system, so the "
+                                 "samples cannot be placed on it. Assign its CRS first "
+                                 "(gdal_edit.py -a_srs EPSG:xxxx, or Layer Properties > Source).")
+        burner = LabelBurner(samples, info.crs_wkt, options.buffer_radius, mask_geometries, mask_crs_wkt)
+        _check_overlap(ds, burner, raster_path)
+        grid = _ChipGrid.of(options, info)
+        progress.log(f"Raster {os.path.basename(raster_path)}: {info.width}x{info.height} px, "
+                     f"{info.count} band(s) {info.dtype}; {len(grid)} candidate tiles of "
+                     f"{options.tile_size_x}x{options.tile_size_y} px every {options.stride_x}x{options.stride_y} px.")
+        with staged_folder(output_folder) as tmp:
+            writer = chips_layout.ChipWriter(tmp, options.image_format.upper(), ds, options.bands)
+            result = _cut(ds, info, grid, burner, writer, options, schema, progress)
+            try:
+                chips_layout.write_metadata(tmp, writer, info, options, schema, class_mapping or {},
+                                            class_field, result)
+            except OSError as e:
+                raise chips_layout.write_error(tmp, e) from e
+            progress.report(1.0, f"{writer.count} chips written")
+    if writer.count == 0:
+        progress.warn("No chip was written: no tile had enough labelled pixels. Lower "
+                      "MIN_LABELLED_FRACTION, use a smaller tile size, or check that the samples "
+                      "lie on the raster.")
+    progress.log(f"Wrote {writer.count} chips to {output_folder}.")
+    return ExportResult(output_folder, writer.count, result["accumulated"], schema, class_mapping or {})
+
+
+def _check_overlap(ds, burner, path):
+    b = burner.bounds
+    r = ds.bounds
+    if b[0] > r.right or b[2] < r.left or b[1] > r.top or b[3] < r.bottom:
+        raise DeepPixelError(
+            f"No sample lies on the raster {os.path.basename(path)}: the samples cover "
+            f"({b[0]:.6g}, {b[1]:.6g}, {b[2]:.6g}, {b[3]:.6g}) but the raster covers "
+            f"({r.left:.6g}, {r.bottom:.6g}, {r.right:.6g}, {r.top:.6g}) in its CRS. "
+            "Check that both layers have the right CRS.")
+
+
+@dataclass(frozen=True)
+class _ChipGrid:
+    """The chip windows of one raster: TileParams' starts along each axis, row by row."""
+    rows: list
+    columns: list
+    height: int
+    width: int
+    tile_y: int
+    tile_x: int
+
+    @classmethod
+    def of(cls, options: ExportOptions, info) -> "_ChipGrid":
+        across = TileParams(options.tile_size_x, stride=options.stride_x)
+        down = TileParams(options.tile_size_y, stride=options.stride_y)
+        for axis, length in ((across, info.width), (down, info.height)):
+            axis.check()
+            if axis.tile > length:
+                raise DeepPixelError(
+                    f"Tile size {across.tile}x{down.tile} is larger than the raster ({info.width}x{info.height} "
+                    f"pixels). Use a tile size of at most {min(info.width, info.height)} pixels.")
+        return cls(down.starts(info.height), across.starts(info.width), info.height, info.width,
+                   down.tile, across.tile)
+
+    def __len__(self):
+        return len(self.rows) * len(self.columns)
+
+    def windows(self):
+        """Row-major windows (row by row, so reads follow the raster's storage order)."""
+        for r in self.rows:
+            for c in self.columns:
+                yield Window(c, r, self.tile_x, self.tile_y)
+
+    def owned(self, window):
+        """The part of a tile that no tile before it in row-major order covers (for unique counts)."""
+        cols, rows = self.columns, self.rows
+        c, r = int(window.col_off), int(window.row_off)
+        ci, ri = cols.index(c), rows.index(r)
+        c_end = cols[ci + 1] if ci + 1 < len(cols) else self.width
+        r_end = rows[ri + 1] if ri + 1 < len(rows) else self.height
+        return slice(0, r_end - r), slice(0, c_end - c)
+
+
+def _cut(ds, info, grid, burner, writer, options, schema, progress):
+    max_value = max(schema.values + burner.values)
+    accumulated = np.zeros(max_value + 1, dtype=np.int64)
+    images_per_class = np.zeros(max_value + 1, dtype=np.int64)
+    unique = np.zeros(max_value + 1, dtype=np.int64)
+    stats = BandStats(len(options.bands) or info.count)
+    rotations = options.rotations()
+    total = len(grid)
+    for i, window in enumerate(grid.windows()):
+        progress.check_cancelled()
+        bounds = window_bounds(window, ds.transform)
+        shape_hw = (int(window.height), int(window.width))
+        touches = burner.touches(bounds)
+        if not burner.in_mask(bounds) or (not touches and not options.output_nofeature_tiles):
+            progress.report((i + 1) / total * 0.98)
+            continue
+        data = read_window(ds, window, options.bands or None)
+        valid = valid_mask(data, info.nodata)
+        if touches:
+            labels = burner.burn(window_transform(ds, window), shape_hw, bounds)
+            labels[~valid] = 0
+        else:
+            labels = np.zeros(shape_hw, dtype=np.uint8)
+        rows, cols = grid.owned(window)
+        unique += np.bincount(labels[rows, cols].ravel(), minlength=max_value + 1)[:max_value + 1]
+        labelled = int(np.count_nonzero(labels))
+        fraction = labelled / labels.size
+        if (labelled == 0 and not options.output_nofeature_tiles) or fraction < options.min_labelled_fraction:
+            progress.report((i + 1) / total * 0.98)
+            continue
+        stats.add(data, valid)
+        counts = np.bincount(labels.ravel(), minlength=max_value + 1)[:max_value + 1]
+        for k in rotations:
+            writer.write(np.rot90(data, k, axes=(1, 2)), np.rot90(labels, k), window, k * 90,
+                         fraction, counts)
+            accumulated += counts
+            images_per_class += counts > 0
+        progress.report((i + 1) / total * 0.98, f"tile {i + 1}/{total}, {writer.count} chips")
+    present = [v for v in range(1, max_value + 1)]
+    return {
+        "accumulated": {v: int(accumulated[v]) for v in present if schema.by_value(v) or accumulated[v]},
+        "images_per_class": {v: int(images_per_class[v]) for v in present if schema.by_value(v) or images_per_class[v]},
+        "unique": {v: int(unique[v]) for v in present if schema.by_value(v) or unique[v]},
+        "band_stats": stats.result(),
+    }
+
+
+def read_raster_crs(path: str) -> str | None:
+    with rasterio.open(path) as ds:
+        return ds.crs.to_wkt() if ds.crs else None

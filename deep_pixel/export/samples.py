@@ -1,0 +1,202 @@
+"""Training samples: geometries with class values, burned into label windows.
+
+The adapters (Processing, command line) hand the engine plain shapely geometries, the raw values
+of the class field and the samples' CRS as WKT. This module maps text classes to values, reprojects
+to the raster's CRS, buffers points, and rasterizes only the geometries that touch a window, so
+memory does not grow with the raster.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import rasterio.features
+import rasterio.warp
+from rasterio.crs import CRS
+from shapely.geometry import box, mapping, shape
+
+from ..core.errors import DeepPixelError
+from ..core.schema import ClassInfo, ClassSchema
+
+DEFAULT_CLASS_FIELDS = ("Classvalue", "ClassValue", "classvalue", "Value", "value",
+                        "Classname", "ClassName", "classname", "class", "Class")
+
+
+def pick_class_field(field_names, requested: str | None = None) -> str:
+    """The class field to use: the requested one, else the first conventional name present."""
+    names = list(field_names)
+    if requested:
+        if requested not in names:
+            raise DeepPixelError(f"The samples have no field {requested!r}; fields are: {', '.join(names)}.")
+        return requested
+    for candidate in DEFAULT_CLASS_FIELDS:
+        if candidate in names:
+            return candidate
+    raise DeepPixelError("No class field given and none of Classvalue, Value, Classname, class found "
+                         f"among the fields ({', '.join(names)}). Name the class field explicitly.")
+
+
+def _as_int(v):
+    if isinstance(v, bool):
+        return None
+    if isinstance(v, (int, np.integer)):
+        return int(v)
+    if isinstance(v, (float, np.floating)) and float(v).is_integer():
+        return int(v)
+    if isinstance(v, str) and v.strip().lstrip("-").isdigit():
+        return int(v.strip())
+    return None
+
+
+def resolve_class_values(raw_values, schema: ClassSchema | None = None):
+    """Map raw class-field values to integer class values.
+
+    Integers are used as they are (named from the schema when given). Text is looked up by class
+    name in the schema, or, without a schema, numbered 1..n in sorted order. Returns
+    ``(values, schema, mapping)`` where ``values[i]`` is None for an empty field, and ``mapping``
+    maps text names to values when text was mapped (so it can be reported and written).
+    """
+    raw = list(raw_values)
+    present = [v for v in raw if v is not None and str(v).strip() != ""]
+    if not present:
+        raise DeepPixelError("The samples have no class values: every feature's class field is empty.")
+    as_ints = [_as_int(v) for v in present]
+    if all(i is not None for i in as_ints):
+        values = [_as_int(v) if v is not None and str(v).strip() != "" else None for v in raw]
+        if schema is None:
+            schema = ClassSchema.from_values(as_ints)
+        else:
+            unknown = sorted({v for v in as_ints if schema.by_value(v) is None})
+            if unknown:
+                raise DeepPixelError(f"Class values {unknown} are not in the class schema "
+                                     f"(values {schema.values}). Add them to the schema or fix the samples.")
+            schema.validate()
+        return values, schema, {}
+    texts = [str(v).strip() for v in present]
+    if schema is None:
+        schema = ClassSchema.from_names(texts)
+    unknown = sorted({t for t in texts if schema.by_name(t) is None})
+    if unknown:
+        raise DeepPixelError(f"Class names {unknown} are not in the class schema "
+                             f"({', '.join(c.name for c in schema)}). Add them or fix the samples.")
+    mapping_ = {t: schema.by_name(t).value for t in sorted(set(texts))}
+    values = [mapping_[str(v).strip()] if v is not None and str(v).strip() != "" else None for v in raw]
+    return values, schema, mapping_
+
+
+@dataclass
+class Samples:
+    """Geometries (shapely, in ``crs_wkt``) and their integer class values."""
+    geometries: list
+    values: list
+    crs_wkt: str | None = None
+
+
+class LabelBurner:
+    """Burns samples into label windows of one raster grid (one object owns the rasterization)."""
+
+    def __init__(self, samples: Samples, raster_crs_wkt: str | None, buffer_radius: float = 0.0,
+                 mask_geometries=None, mask_crs_wkt: str | None = None):
+        pairs = [(g, v) for g, v in zip(samples.geometries, samples.values)
+                 if g is not None and not g.is_empty and v is not None]
+        if not pairs:
+            raise DeepPixelError("The sample layer has no usable features: every geometry is empty "
+                                 "or has no class value.")
+        geoms = _to_crs([g for g, _ in pairs], samples.crs_wkt, raster_crs_wkt)
+        fixed = []
+        for g in geoms:
+            if g.geom_type in ("Point", "MultiPoint", "LineString", "MultiLineString") and buffer_radius > 0:
+                g = g.buffer(buffer_radius)
+            elif not g.is_valid:
+                g = g.buffer(0)
+            fixed.append(g)
+        self.geometries = fixed
+        self.values = [int(v) for _, v in pairs]
+        # Bounding boxes as an array: the candidate filter for a window (works with shapely 1.8
+        # and 2.x alike; QGIS's Debian GEOS pairs with shapely 1.8 on bookworm).
+        self._bounds = np.array([g.bounds for g in self.geometries], dtype=np.float64).reshape(-1, 4)
+        self.mask = None
+        if mask_geometries:
+            mask = _to_crs([g for g in mask_geometries if g is not None and not g.is_empty],
+                           mask_crs_wkt, raster_crs_wkt)
+            from shapely.ops import unary_union
+            self.mask = unary_union([m if m.is_valid else m.buffer(0) for m in mask])
+
+    @property
+    def bounds(self):
+        return _union_bounds(self.geometries)
+
+    def candidates(self, bounds) -> list:
+        """Indices of the geometries whose bounding box meets ``bounds``, in layer order."""
+        b = self._bounds
+        hit = (b[:, 0] <= bounds[2]) & (b[:, 2] >= bounds[0]) & (b[:, 1] <= bounds[3]) & (b[:, 3] >= bounds[1])
+        return np.nonzero(hit)[0].tolist()
+
+    def touches(self, bounds) -> bool:
+        return len(self.candidates(bounds)) > 0
+
+    def in_mask(self, bounds) -> bool:
+        return self.mask is None or self.mask.intersects(box(*bounds))
+
+    def burn(self, transform, shape_hw, bounds) -> np.ndarray:
+        """uint8/uint16 labels (h, w): class value inside samples, 0 elsewhere.
+
+        Pixels are labelled when their centre falls inside a polygon (GDAL's default rule);
+        points and lines touch every pixel they cross. Later features win where samples overlap.
+        """
+        dtype = np.uint8 if max(self.values) <= 255 else np.uint16
+        out = np.zeros(shape_hw, dtype=dtype)
+        idx = self.candidates(bounds)
+        areal = [(mapping(self.geometries[i]), self.values[i]) for i in idx
+                 if self.geometries[i].geom_type in ("Polygon", "MultiPolygon", "GeometryCollection")]
+        linear = [(mapping(self.geometries[i]), self.values[i]) for i in idx
+                  if self.geometries[i].geom_type not in ("Polygon", "MultiPolygon", "GeometryCollection")]
+        if areal:
+            rasterio.features.rasterize(areal, out=out, transform=transform, dtype=dtype)
+        if linear:
+            rasterio.features.rasterize(linear, out=out, transform=transform, all_touched=True, dtype=dtype)
+        if self.mask is not None:
+            inside = rasterio.features.rasterize([(mapping(self.mask), 1)], out_shape=shape_hw,
+                                                 transform=transform, dtype=np.uint8)
+            out[inside == 0] = 0
+        return out
+
+
+def _union_bounds(geoms):
+    b = np.array([g.bounds for g in geoms])
+    return (b[:, 0].min(), b[:, 1].min(), b[:, 2].max(), b[:, 3].max())
+
+
+def _to_crs(geoms, src_wkt, dst_wkt):
+    if not src_wkt or not dst_wkt:
+        return list(geoms)
+    src, dst = CRS.from_wkt(src_wkt), CRS.from_wkt(dst_wkt)
+    if src == dst:
+        return list(geoms)
+    return [shape(rasterio.warp.transform_geom(src, dst, mapping(g))) for g in geoms]
+
+
+NAME_FIELDS = ("classname", "class_name")
+
+
+def schema_from_name_field(attributes: dict, class_field: str, values) -> ClassSchema | None:
+    """Class names from a companion field (``Classname`` beside ``Classvalue``, as sample layers have).
+
+    Used only when every class value has exactly one name and names are unique; otherwise None
+    (the classes are then called "Class N").
+    """
+    name_field = next((f for f in attributes if f.lower() in NAME_FIELDS and f != class_field), None)
+    if name_field is None:
+        return None
+    names = {}
+    for v, n in zip(values, attributes[name_field]):
+        if v is not None and n is not None and str(n).strip():
+            names.setdefault(v, set()).add(str(n).strip())
+    used = {v for v in values if v is not None}
+    if set(names) != used or any(len(n) != 1 for n in names.values()):
+        return None
+    flat = [next(iter(n)) for n in names.values()]
+    if len(set(flat)) != len(flat):
+        return None
+    base = ClassSchema.from_values(used)
+    return ClassSchema([ClassInfo(c.value, next(iter(names[c.value])), c.color) for c in base.classes])

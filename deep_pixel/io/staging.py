@@ -1,0 +1,79 @@
+"""Writing outputs safely: into a temporary name next to the target, renamed when complete."""
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+
+from ..core.errors import DeepPixelError
+
+
+def check_output_folder(path: str, inputs=()) -> None:
+    """Refuse an output folder that would overwrite inputs or a non-empty folder."""
+    real = os.path.realpath(path)
+    for p in inputs:
+        if p and os.path.realpath(p) == real:
+            raise DeepPixelError(f"The output folder {path} is also an input; choose another folder.")
+        if p and os.path.realpath(p).startswith(real + os.sep):
+            raise DeepPixelError(f"The output folder {path} contains the input {p}; choose another folder.")
+    if os.path.exists(path):
+        if not os.path.isdir(path):
+            raise DeepPixelError(f"The output {path} exists and is a file; choose a folder path.")
+        if os.listdir(path):
+            raise DeepPixelError(
+                f"The output folder {path} is not empty. Choose a new or empty folder, or delete "
+                "its contents first (nothing is overwritten).")
+    parent = os.path.dirname(real) or "."
+    if not os.path.isdir(parent):
+        try:
+            os.makedirs(parent, exist_ok=True)
+        except OSError as e:
+            raise DeepPixelError(f"Cannot create the folder {parent}: {e.strerror}.") from e
+
+
+def normal_permissions(path: str) -> None:
+    """mkstemp/mkdtemp make private files (0600) and folders (0700); outputs get the user's umask."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, (0o777 if os.path.isdir(path) else 0o666) & ~umask)
+
+
+@contextlib.contextmanager
+def staged_folder(target: str):
+    """Yield a temporary folder beside ``target``; rename it to ``target`` on success.
+
+    On any error (cancel included) the temporary folder is deleted, so no half-written output
+    ever carries the target's name.
+    """
+    parent = os.path.dirname(os.path.abspath(target))
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix="." + os.path.basename(target) + ".partial-", dir=parent)
+    try:
+        yield tmp
+        if os.path.isdir(target) and not os.listdir(target):
+            os.rmdir(target)
+        normal_permissions(tmp)
+        os.rename(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+@contextlib.contextmanager
+def staged_file(target: str):
+    """Yield a temporary file path beside ``target``; rename it to ``target`` on success."""
+    parent = os.path.dirname(os.path.abspath(target))
+    os.makedirs(parent, exist_ok=True)
+    base, ext = os.path.splitext(os.path.basename(target))
+    fd, tmp = tempfile.mkstemp(prefix="." + base + ".partial-", suffix=ext, dir=parent)
+    os.close(fd)
+    try:
+        yield tmp
+        normal_permissions(tmp)
+        os.replace(tmp, target)
+    except BaseException:
+        for p in (tmp, tmp + ".aux.xml", tmp + ".ovr"):
+            with contextlib.suppress(OSError):
+                os.remove(p)
+        raise

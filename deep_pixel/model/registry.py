@@ -1,0 +1,33 @@
+"""Architecture registry over segmentation-models-pytorch (no downloads: encoder_weights=None)."""
+from __future__ import annotations
+
+from ..core.errors import DeepPixelError
+
+# Public MODEL_TYPE name -> segmentation_models_pytorch class name.
+ARCHITECTURES = {
+    "UNET": "Unet", "UNETPLUSPLUS": "UnetPlusPlus", "FPN": "FPN", "PSPNET": "PSPNet",
+    "DEEPLABV3PLUS": "DeepLabV3Plus", "MANET": "MAnet", "LINKNET": "Linknet", "SEGFORMER": "Segformer",
+}
+BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101", "efficientnet-b0", "efficientnet-b2",
+             "mobilenet_v2", "mit_b0", "mit_b1", "timm-regnetx_002")
+# Parameters a package may carry besides architecture/backbone/channels/classes (passed to smp).
+EXTRA_PARAMETERS = ("encoder_depth", "decoder_channels", "decoder_attention_type")
+
+
+def build_model(model_type: str, backbone: str, in_channels: int, num_classes: int, **params):
+    """A freshly initialised network; load weights separately."""
+    import segmentation_models_pytorch as smp
+    key = model_type.upper().replace("-", "").replace("_", "")
+    if key not in ARCHITECTURES:
+        raise DeepPixelError(f"Unknown model type {model_type!r}; choose one of {', '.join(ARCHITECTURES)}.")
+    kwargs = {k: (tuple(v) if isinstance(v, list) else v) for k, v in params.items()
+              if k in EXTRA_PARAMETERS and v is not None}
+    if key == "SEGFORMER" and "decoder_channels" in kwargs and isinstance(kwargs["decoder_channels"], tuple):
+        kwargs["decoder_segmentation_channels"] = kwargs.pop("decoder_channels")[0]
+    cls = getattr(smp, ARCHITECTURES[key])
+    try:
+        return cls(encoder_name=backbone, encoder_weights=None, in_channels=in_channels,
+                   classes=num_classes, **kwargs)
+    except (KeyError, ValueError, TypeError, RuntimeError) as e:
+        raise DeepPixelError(f"Cannot build {model_type} with backbone {backbone!r}: {e}. "
+                             f"Known backbones include {', '.join(BACKBONES)}.") from e

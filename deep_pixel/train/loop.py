@@ -1,0 +1,449 @@
+"""Train Model: chips folders -> a self-describing model folder (.emd, .pth, .dlpk, report, log).
+
+The loop: spatially separate validation chips, band-statistics normalisation via InputTransform,
+random labelled crops with flips/rotations, cross-entropy ignoring unlabelled pixels, AdamW with
+warm-up then cosine decay (rate from a range test when none is given), evaluation every epoch,
+the best epoch kept, early stopping. The output folder appears only when training ends; meanwhile the best epoch so far is kept as a
+loadable package in ``<output>.checkpoint`` (see train_checkpoint), which survives a killed run and
+is removed on completion or cancel.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import os
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..chips.reader import read_chip_folders
+from ..core.device import select_device
+from ..core.errors import Cancelled, DeepPixelError
+from ..core.inputs import InputTransform
+from ..core.progress import Progress, check
+from ..io.staging import check_output_folder, staged_folder
+from ..model.registry import build_model
+from .augment import BatchMaker, augmentation_set, label_lut
+from .checkpoint import Checkpoints
+from .lr_finder import find_learning_rate
+from .options import AUTO_VALIDATION_MIN_CHIPS, MIN_STEPS_PER_EPOCH, TrainOptions, network_parameters
+from .split import spatial_split
+from .step import SegmentationLoss, Stepper, class_weights
+from .write import build_emd, model_name, sample_pictures, training_log, write_model
+
+CPU_CHIP_SIZE = 64
+
+
+@dataclass
+class TrainResult:
+    folder: str
+    emd_path: str
+    best_epoch: int
+    epochs_run: int
+    summary: dict
+    log: dict
+    model: object = None         # the trained network (best epoch, eval mode, on its device)
+
+
+def ndvi_pair(band_names, bands):
+    """[nir, red] positions in the model's band list when the names say which bands they are."""
+    names = [(band_names[b - 1] if b - 1 < len(band_names) else "").strip().lower() for b in bands]
+    nir = [i for i, n in enumerate(names) if n in ("nir", "near infrared", "near-infrared", "nir1")]
+    red = [i for i, n in enumerate(names) if n == "red"]
+    return [nir[0], red[0]] if nir and red else None
+
+
+def _load_pretrained(options, data, progress):
+    """-> (package or None, encoder state dict or None)."""
+    path = options.pretrained_model
+    if not path:
+        return None, None
+    if not os.path.exists(path):
+        raise DeepPixelError(f"The pretrained model {path} does not exist.")
+    if path.lower().endswith((".emd", ".dlpk")) or os.path.isdir(path):
+        from ..model.package import load_package
+        pkg = load_package(path)
+        model_type, backbone = options.network()
+        if options.network_given and (pkg.model_type, pkg.backbone.lower()) != (model_type, backbone.lower()):
+            raise DeepPixelError(f"The pretrained model {os.path.basename(path)} is {pkg.model_type}/{pkg.backbone} "
+                                 f"but MODEL_TYPE/BACKBONE are {model_type}/{backbone}: a model "
+                                 f"is fine-tuned with its own network. Set MODEL_TYPE={pkg.model_type} and "
+                                 f"BACKBONE={pkg.backbone} (or leave both out), or leave PRETRAINED_MODEL empty.")
+        if pkg.transform.bands != data.num_bands:
+            raise DeepPixelError(f"The pretrained model {os.path.basename(path)} takes {pkg.transform.bands} "
+                                 f"band(s) but the chips have {data.num_bands}; fine-tune only on chips "
+                                 "exported from the same bands.")
+        return pkg, None
+    from ..model.package import load_state_dict
+    state = load_state_dict(path)
+    return None, {k[len("encoder."):] if k.startswith("encoder.") else k: v for k, v in state.items()}
+
+
+HEAD_PREFIXES = ("fc.", "classifier.", "head.", "last_linear.")   # ImageNet heads: no place in an encoder
+
+
+def _load_matching(module, state, what, progress, backbone=None):
+    own = module.state_dict()
+    fit = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    if not fit:
+        raise DeepPixelError(f"No weight of the {what} fits this network (wrong backbone?). Use weights "
+                             "of the same BACKBONE.")
+    if backbone is not None:
+        # A first convolution of another band count may differ; anything else left over means the
+        # file was saved from another backbone (resnet18 weights half-fill a resnet34, silently).
+        unused = [k for k in state if k not in fit and not k.startswith(HEAD_PREFIXES)]
+        missing = [k for k in own if k not in fit and "num_batches_tracked" not in k]
+        if len(unused) > 2 or len(missing) > 2:
+            raise DeepPixelError(f"The {what} does not fit BACKBONE {backbone}: {len(missing)} tensor(s) of the "
+                                 f"encoder find no match and {len(unused)} of the file have no place (e.g. "
+                                 f"{(unused or missing)[0]!r}). It was saved from another backbone; set BACKBONE "
+                                 "to the one it comes from.")
+    module.load_state_dict(fit, strict=False)
+    skipped = len(own) - len(fit)
+    progress.log(f"Loaded {len(fit)} tensors from the {what}" + (f"; {skipped} kept fresh (shapes differ or "
+                                                                  "missing)." if skipped else "."))
+
+
+def _freeze(model, frozen: bool):
+    for p in model.encoder.parameters():
+        p.requires_grad_(not frozen)
+
+
+def _schedule(total_steps, warmup_fraction):
+    warm = max(1, int(total_steps * warmup_fraction))
+
+    def factor(step):
+        if step < warm:
+            return (step + 1) / warm
+        t = (step - warm) / max(1, total_steps - warm)
+        return 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
+    return factor
+
+
+def _better(monitor, value, best):
+    if value is None or not math.isfinite(value):
+        return False
+    if best is None:
+        return True
+    return value < best - 1e-6 if monitor == "valid_loss" else value > best + 1e-6
+
+
+def train_model(folders, output_folder: str, options: TrainOptions | None = None,
+                progress: Progress | None = None) -> TrainResult:
+    """Train on one or several chips folders and write the model folder ``output_folder``.
+
+    The best epoch so far is kept in ``<output_folder>.checkpoint`` while training runs.
+    """
+    options = options or TrainOptions()
+    progress = check(progress)
+    options.validate()
+    folders = [folders] if isinstance(folders, str) else list(folders)
+    check_output_folder(output_folder, inputs=folders)
+    checkpoints = Checkpoints(output_folder, model_name(output_folder), folders, progress)
+    try:
+        result = _train(folders, output_folder, options, progress, checkpoints)
+    except Cancelled:
+        checkpoints.remove()
+        raise
+    except BaseException:
+        notice = checkpoints.kept_notice()
+        if notice:
+            progress.warn(notice)
+        raise
+    checkpoints.remove()
+    return result
+
+
+class BestEpoch:
+    """The best epoch so far by the monitored metric: its number, summary and weights; early stopping."""
+
+    def __init__(self, monitor: str, patience: int):
+        self.monitor, self.patience = monitor, patience
+        self.value, self.state, self.epoch, self.summary, self.stale = None, None, 0, {}, 0
+
+    def update(self, epoch: int, value, summary: dict, model) -> bool:
+        """Record an epoch; True when it is the best so far (its weights are kept)."""
+        improved = _better(self.monitor, value, self.value)
+        if improved or self.state is None:
+            self.value = value if improved else self.value
+            self.state = copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})
+            self.epoch, self.summary, self.stale = epoch, summary, 0
+        else:
+            self.stale += 1
+        return self.epoch == epoch
+
+    @property
+    def exhausted(self) -> bool:
+        return self.stale >= self.patience
+
+
+class _Run:
+    """One training run: what ``_prepare`` sets up, and what ``_fit`` and ``_write_best`` share."""
+
+    def __init__(self, options: TrainOptions, progress: Progress, name: str):
+        self.options, self.progress, self.name = options, progress, name
+        self.epochs, self.stopped_early, self.step = [], False, 0
+        self.best = BestEpoch(options.monitor, options.arg("patience"))
+
+
+def _train(folders, output_folder, options, progress, checkpoints) -> TrainResult:
+    run = _Run(options, progress, model_name(output_folder))
+    _prepare(run, folders)
+    _fit(run, checkpoints)
+    run.model.load_state_dict(run.best.state)
+    run.model.eval()
+    progress.report(0.96, "writing the model package")
+    with staged_folder(output_folder) as tmp:
+        progress.check_cancelled()
+        log = _write_best(run, tmp, with_onnx=True)
+    emd_path = os.path.join(output_folder, run.name + ".emd")
+    best = run.best
+    progress.report(1.0, f"model written: best epoch {best.epoch}")
+    progress.log(f"Model written to {output_folder} (best epoch {best.epoch}, accuracy "
+                 f"{_pct(best.summary.get('overall_accuracy'))}, mIoU {_pct(best.summary.get('mean_iou'))}).")
+    return TrainResult(output_folder, emd_path, best.epoch, len(run.epochs), best.summary, log, run.model)
+
+
+def _prepare(run: _Run, folders) -> None:
+    """Data, network, batches, loss, optimiser and learning rate, in that order."""
+    import torch
+    options, progress = run.options, run.progress
+    run.device, run.reason = select_device(options.device)
+    progress.log(f"Device: {run.reason}.")
+    torch.manual_seed(options.seed)
+    _prepare_data(run, folders)
+    _prepare_network(run)
+    _prepare_split(run)
+    _prepare_batches(run)
+    _prepare_model(run)
+    _prepare_optimiser(run)
+
+
+def _prepare_data(run: _Run, folders) -> None:
+    run.data = read_chip_folders(folders, run.progress.sub(0.0, 0.03))
+    run.ignore = set(run.options.arg("ignore_classes"))
+    schema = run.data.schema
+    for v in run.ignore:
+        schema = schema.without_value(v) if schema.by_value(v) else schema
+    if len(schema) < 1:
+        raise DeepPixelError("Every class is in ignore_classes: nothing is left to train.")
+    run.schema, run.class_values = schema, schema.values
+
+
+def _prepare_network(run: _Run) -> None:
+    """Architecture, backbone, decoder and input transform: the pretrained package's, or the options'."""
+    options, progress, data = run.options, run.progress, run.data
+    run.pkg, run.encoder_state = _load_pretrained(options, data, progress)
+    if run.pkg is not None:
+        pkg = run.pkg
+        run.model_type, run.backbone, run.params = pkg.model_type, pkg.backbone, dict(pkg.model_params)
+        run.transform = pkg.transform
+        progress.log(f"Fine-tuning {run.model_type}/{run.backbone} from {os.path.basename(pkg.emd_path)}: "
+                     "architecture, backbone, decoder and normalisation come from that model.")
+        run.why = "from the pretrained model"
+        return
+    run.model_type, run.backbone = options.network()
+    run.params, run.why = network_parameters(options, run.device.type == "cuda")
+    pair = ndvi_pair(data.band_names, data.bands) if options.arg("ndvi") else None
+    run.transform = InputTransform(data.band_stats["mean"], data.band_stats["std"], [pair] if pair else [])
+    if pair:
+        progress.log(f"NDVI added as an input channel (bands {data.bands[pair[0]]} nir, {data.bands[pair[1]]} red).")
+
+
+def _prepare_split(run: _Run) -> None:
+    options, progress, data = run.options, run.progress, run.data
+    validation_percent = options.resolved_validation_percent(len(data.chips))
+    if options.validation_percent is None:
+        progress.log(f"VALIDATION_PERCENT not given: {validation_percent:g}% "
+                     + ("(the default)." if validation_percent else
+                        f"(fewer than {AUTO_VALIDATION_MIN_CHIPS} chips: every chip trains; give VALIDATION_PERCENT "
+                        "to hold some out)."))
+    run.split = spatial_split(data.chips, validation_percent, options.seed)
+    run.train_idx, valid_idx = run.split["train"], run.split["valid"]
+    progress.log(f"{len(data.chips)} chips from {len(data.folders)} folder(s), {data.num_bands} band(s), "
+                 f"classes {run.class_values}; {len(run.train_idx)} for training, {len(valid_idx)} for validation "
+                 f"(spatially apart, {len(run.split['dropped'])} training chips dropped because they overlap "
+                 "validation chips).")
+    if not valid_idx:
+        progress.warn("No separate validation chips (too few chips or VALIDATION_PERCENT=0): metrics and "
+                      "the best epoch are measured on the training chips.")
+    run.eval_idx = valid_idx or run.train_idx
+
+
+def _prepare_batches(run: _Run) -> None:
+    """Crop size, the batch maker and the loss (with class weights)."""
+    options, progress, data = run.options, run.progress, run.data
+    depth = int(run.params.get("encoder_depth", 5))
+    run.multiple = 2 ** depth
+    run.crop = options.arg("chip_size") or (CPU_CHIP_SIZE if run.device.type == "cpu" else max(data.tile_size))
+    if options.arg("chip_size") and run.crop % run.multiple:    # whole chips of any size are padded instead
+        m = run.multiple
+        raise DeepPixelError(f"chip_size {run.crop} does not fit {run.model_type} with encoder depth {depth}: crops "
+                             f"must be a multiple of {m} px (2**encoder_depth), e.g. {m}, {2 * m}, {4 * m} or "
+                             f"{8 * m}. Change chip_size in MODEL_ARGUMENTS.")
+    run.maker = BatchMaker(data.chips, run.transform, label_lut(run.class_values, run.ignore), run.crop,
+                           run.multiple, augmentation_set(options.augmentation, options.arg("augmentations")),
+                           options.arg("min_labelled_fraction"), options.seed)
+    weights = None
+    if options.arg("class_balancing"):
+        weights = class_weights(data.pixels_per_class(run.train_idx), run.class_values)
+        progress.log("Class weights (1/sqrt frequency): " + ", ".join(
+            f"{v}={w:.2f}" for v, w in zip(run.class_values, weights)))
+    run.loss_fn = SegmentationLoss(len(run.class_values), weights, options.arg("focal_loss"),
+                                   options.arg("dice_loss_fraction"))
+
+
+def _prepare_model(run: _Run) -> None:
+    import torch
+    options, progress = run.options, run.progress
+    model = build_model(run.model_type, run.backbone, run.transform.channels, len(run.class_values), **run.params)
+    if run.pkg is not None:
+        _load_matching(model, torch.load(run.pkg.weights_path, map_location="cpu", weights_only=True),
+                       "pretrained model", progress)
+    elif run.encoder_state is not None:
+        _load_matching(model.encoder, run.encoder_state, "encoder weights file", progress, run.backbone)
+    run.frozen = bool(options.pretrained_model) and options.freeze_backbone
+    _freeze(model, run.frozen)
+    run.model = model.to(run.device).train()
+    progress.log(f"Network {run.model_type}/{run.backbone}, {run.transform.channels} input channel(s), "
+                 f"{len(run.class_values)} classes, {run.why}; crops of {run.crop} px, batch {options.batch_size}"
+                 + (", backbone frozen" if run.frozen else "") + ".")
+
+
+def _prepare_optimiser(run: _Run) -> None:
+    """AdamW, the learning rate (range test when not given), warm-up then cosine decay."""
+    import torch
+    options, progress = run.options, run.progress
+    optimizer = torch.optim.AdamW(run.model.parameters(), lr=options.learning_rate or 1e-3,
+                                  weight_decay=options.arg("weight_decay"))
+    run.stepper = Stepper(run.model, optimizer, run.loss_fn, run.device, options.batch_size, progress)
+    run.rng = np.random.default_rng(options.seed + 1)
+    run.batch = min(options.batch_size, len(run.train_idx))
+
+    def random_batch():
+        return list(run.rng.choice(run.train_idx, size=run.batch, replace=len(run.train_idx) < run.batch))
+
+    run.lr_test, run.lr = None, options.learning_rate
+    if run.lr is None:
+        run.lr_test = find_learning_rate(run.stepper, run.maker.sample, random_batch, options.arg("lr_test_steps"),
+                                         progress.sub(0.03, 0.08))
+        run.lr = run.lr_test["lr"]
+        progress.log(f"Learning-rate range test picked {run.lr:.2g}.")
+    for g in optimizer.param_groups:
+        g["lr"] = run.lr
+        g["initial_lr"] = run.lr
+    run.steps_per_epoch = options.arg("steps_per_epoch") or max(MIN_STEPS_PER_EPOCH,
+                                                                math.ceil(len(run.train_idx) / run.batch))
+    run.total = run.steps_per_epoch * options.max_epochs
+    run.scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(run.total, options.arg("warmup_fraction")))
+    run.train_progress = progress.sub(0.08, 0.95) if run.lr_test else progress.sub(0.03, 0.95)
+
+
+def _fit(run: _Run, checkpoints) -> None:
+    """Epochs until MAX_EPOCHS or the monitored metric stops improving; the best one is checkpointed."""
+    options, progress = run.options, run.progress
+    run.started = time.monotonic()
+    for epoch in range(1, options.max_epochs + 1):
+        if run.frozen and options.arg("unfreeze_after") and epoch == options.arg("unfreeze_after") + 1:
+            run.frozen = False
+            _freeze(run.model, False)
+            progress.log(f"Epoch {epoch}: backbone unfrozen.")
+        losses, seconds = _train_epoch(run, epoch)
+        record = _evaluate_epoch(run, epoch, losses, seconds)
+        best = run.best.update(epoch, record[options.monitor], run.summary, run.model)
+        progress.log(f"Epoch {epoch}: train loss {record['train_loss']:.4f}, valid loss {record['valid_loss']:.4f}, "
+                     f"accuracy {_pct(record['accuracy'])}, mIoU {_pct(record['miou'])}"
+                     + (" (best so far)" if best else ""))
+        if best:
+            progress.check_cancelled()
+            checkpoints.save(epoch, lambda folder, e=epoch: _write_best(run, folder, checkpoint={
+                "epoch": e, "epochs_run": e, "complete": False,
+                "note": "best epoch so far of an unfinished training run"}))
+            run.train_progress.report(run.step / run.total, f"epoch {epoch}: checkpoint written")
+            progress.check_cancelled()
+        if options.stop_when_not_improving and run.best.exhausted:
+            run.stopped_early = True
+            progress.log(f"Stopping: {options.monitor} did not improve for {run.best.patience} epochs.")
+            break
+
+
+def _train_epoch(run: _Run, epoch: int) -> tuple:
+    """One epoch of training steps: (losses, seconds)."""
+    options, progress = run.options, run.progress
+    run.model.train()
+    if run.frozen:
+        run.model.encoder.eval()    # keep the pretrained batch-norm statistics
+    order = run.rng.permutation(run.train_idx).tolist()
+    while len(order) < run.steps_per_epoch * run.batch:
+        order += run.rng.permutation(run.train_idx).tolist()
+    losses, t0 = [], time.monotonic()
+    for b in range(run.steps_per_epoch):
+        progress.check_cancelled()
+        loss = run.stepper.step(run.maker.sample, order[b * run.batch:(b + 1) * run.batch])
+        run.scheduler.step()
+        run.step += 1
+        losses.append(loss)
+        elapsed = time.monotonic() - run.started
+        eta = elapsed / run.step * (run.total - run.step)
+        run.train_progress.report(run.step / run.total, f"epoch {epoch}/{options.max_epochs} batch {b + 1}/"
+                                  f"{run.steps_per_epoch} loss {loss:.3f} ETA {int(eta) // 60:02d}:{int(eta) % 60:02d}")
+    return losses, time.monotonic() - t0
+
+
+def _evaluate_epoch(run: _Run, epoch: int, losses: list, train_seconds: float) -> dict:
+    """Validation loss and metrics of the epoch; appends and returns its record (summary in run.summary)."""
+    options, progress, stepper = run.options, run.progress, run.stepper
+    t0 = time.monotonic() - train_seconds
+    progress.check_cancelled()
+    n_eval = math.ceil(len(run.eval_idx) / max(1, min(stepper.micro, options.batch_size)))
+    evaluated = [0]
+
+    def eval_batch(indices, done=evaluated, at=f"epoch {epoch}/{options.max_epochs} validation", n=n_eval,
+                   fraction=run.step / run.total):
+        done[0] += 1
+        run.train_progress.report(fraction, f"{at} {done[0]}/{n}")
+        progress.check_cancelled()
+        return run.maker.whole(indices)
+    valid_loss, cm = stepper.evaluate(eval_batch, run.eval_idx, run.class_values, options.batch_size)
+    run.summary = cm.summary()
+    record = {"epoch": epoch, "train_loss": float(np.mean(losses)), "valid_loss": valid_loss,
+              "accuracy": run.summary["overall_accuracy"], "miou": run.summary["mean_iou"],
+              "lr": stepper.optimizer.param_groups[0]["lr"], "seconds": round(time.monotonic() - t0, 2),
+              "train_seconds": round(train_seconds, 3),
+              "chips_per_second": round(run.steps_per_epoch * run.batch / max(train_seconds, 1e-9), 2)}
+    run.epochs.append(record)
+    return record
+
+
+def _write_best(run: _Run, folder: str, checkpoint=None, with_onnx=False) -> dict:
+    """The package of the best epoch so far (``run.model`` holds its weights) into ``folder``."""
+    import torch
+    options, best, model = run.options, run.best, run.model
+    log = training_log(run.epochs, best.epoch, options, run.stopped_early, run.lr, run.lr_test, run.reason, run.crop,
+                       run.data, run.split, run.model_type, run.backbone, run.why, run.params)
+
+    def predict(x):
+        with torch.no_grad():
+            logits = run.stepper.forward(run.stepper.to_device(x))
+            return np.asarray(run.class_values)[logits.float().argmax(1).cpu().numpy()]
+
+    was_training = model.training
+    model.eval()
+    try:
+        pictures = sample_pictures(predict, run.data, run.eval_idx, run.schema, run.transform, run.multiple)
+    finally:
+        model.train(was_training)
+        if run.frozen and was_training:
+            model.encoder.eval()
+    emd = build_emd(run.name, run.data, run.schema, options, run.model_type, run.backbone, run.transform.channels,
+                    run.params, run.transform, best.summary, log, run.data.tile_size)
+    if checkpoint:
+        emd["Checkpoint"] = checkpoint
+    write_model(folder, run.name, best.state, emd, log, best.summary, run.schema, pictures,
+                onnx_model=model if with_onnx else None, progress=run.progress)
+    return log
+
+
+def _pct(v):
+    return "n/a" if v is None else f"{100 * v:.1f}%"

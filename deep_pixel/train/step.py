@@ -1,0 +1,141 @@
+"""Loss, one optimisation step (mixed precision and out-of-memory retry on CUDA), evaluation."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..core.device import is_oom
+from ..core.errors import DeepPixelError
+from ..core.metrics import ConfusionMatrix
+from .augment import IGNORE_INDEX
+
+
+def class_weights(pixels_per_class: dict, class_values) -> list:
+    """1/sqrt(pixel frequency), scaled to mean 1 over the classes present (absent classes get 0)."""
+    counts = np.array([pixels_per_class.get(v, 0) for v in class_values], dtype=np.float64)
+    w = np.where(counts > 0, 1.0 / np.sqrt(np.maximum(counts, 1) / max(counts.sum(), 1)), 0.0)
+    present = w > 0
+    if present.any():
+        w[present] /= w[present].mean()
+    return w.tolist()
+
+
+class SegmentationLoss:
+    """Cross-entropy (optionally focal, class-weighted, mixed with Dice) over labelled pixels only.
+
+    Pixels equal to IGNORE_INDEX (unlabelled, ignored classes, padding) add nothing: a batch with
+    no labelled pixel has loss 0 and zero gradient, instead of the NaN of a mean over nothing.
+    """
+
+    def __init__(self, num_classes: int, weights=None, focal: bool = False, dice_fraction: float = 0.0,
+                 gamma: float = 2.0):
+        self.num_classes = num_classes
+        self.weights = weights
+        self.focal = focal
+        self.dice_fraction = dice_fraction
+        self.gamma = gamma
+
+    def __call__(self, logits, target):
+        import torch
+        logits = logits.float()
+        mask = target != IGNORE_INDEX
+        safe = torch.where(mask, target, torch.zeros_like(target))
+        logp = torch.log_softmax(logits, dim=1)
+        logp_t = logp.gather(1, safe.unsqueeze(1)).squeeze(1)
+        w = mask.float()
+        if self.weights is not None:
+            w = w * torch.as_tensor(self.weights, dtype=logits.dtype, device=logits.device)[safe]
+        per_pixel = -logp_t
+        if self.focal:
+            per_pixel = per_pixel * (1 - logp_t.exp()).pow(self.gamma)
+        loss = (per_pixel * w).sum() / w.sum().clamp_min(1e-6)
+        if self.dice_fraction > 0:
+            probs = logp.exp() * mask.unsqueeze(1)
+            onehot = torch.nn.functional.one_hot(safe, self.num_classes).permute(0, 3, 1, 2) * mask.unsqueeze(1)
+            inter = (probs * onehot).sum((0, 2, 3))
+            denom = probs.sum((0, 2, 3)) + onehot.sum((0, 2, 3))
+            present = onehot.sum((0, 2, 3)) > 0
+            dice = 1 - (2 * inter + 1e-6) / (denom + 1e-6)
+            dice = (dice * present).sum() / present.sum().clamp_min(1)
+            loss = (1 - self.dice_fraction) * loss + self.dice_fraction * dice
+        return loss
+
+
+class Stepper:
+    """Runs forward/backward/update on a device. On CUDA: autocast fp16, gradient scaling, pinned
+    host memory, and on out-of-memory the micro-batch is halved and the step retried (the
+    effective batch stays the same through gradient accumulation)."""
+
+    def __init__(self, model, optimizer, loss_fn, device, batch_size: int, progress=None):
+        import torch
+        self.model, self.optimizer, self.loss_fn, self.device = model, optimizer, loss_fn, device
+        self.cuda = device.type == "cuda"
+        self.micro = batch_size
+        self.progress = progress
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.cuda)
+
+    def to_device(self, array):
+        import torch
+        t = torch.from_numpy(array)
+        if self.cuda:
+            return t.pin_memory().to(self.device, non_blocking=True)
+        return t
+
+    def forward(self, x):
+        import torch
+        with torch.autocast("cuda", dtype=torch.float16, enabled=self.cuda):
+            return self.model(x)
+
+    def step(self, make_batch, indices) -> float:
+        """One optimiser step over ``indices``; ``make_batch(sub_indices)`` -> (x, y) numpy."""
+        while True:
+            try:
+                return self._step(make_batch, indices)
+            except RuntimeError as e:
+                if not (self.cuda and is_oom(e)):
+                    raise
+                import torch
+                self.optimizer.zero_grad(set_to_none=True)
+                torch.cuda.empty_cache()
+                if self.micro <= 1:
+                    raise DeepPixelError("CUDA ran out of memory even with a batch of 1: use a smaller "
+                                         "chip_size in MODEL_ARGUMENTS, a lighter BACKBONE, or DEVICE=cpu.") from e
+                self.micro //= 2
+                if self.progress is not None:
+                    self.progress.warn(f"CUDA out of memory: batch halved to {self.micro} and the step retried.")
+
+    def _step(self, make_batch, indices) -> float:
+        self.optimizer.zero_grad(set_to_none=True)
+        total = 0.0
+        chunks = [indices[i:i + self.micro] for i in range(0, len(indices), self.micro)]
+        for chunk in chunks:
+            x, y = make_batch(chunk)
+            loss = self.loss_fn(self.forward(self.to_device(x)), self.to_device(y))
+            self.scaler.scale(loss * (len(chunk) / len(indices))).backward()
+            total += float(loss.detach()) * len(chunk) / len(indices)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        return total
+
+    def evaluate(self, make_batch, indices, class_values, batch_size: int):
+        """(mean loss over labelled pixels, ConfusionMatrix) on whole chips, without augmentation."""
+        import torch
+        values = np.asarray(class_values)
+        cm = ConfusionMatrix(class_values)
+        loss_sum, weight = 0.0, 0
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with torch.no_grad():
+                step = max(1, min(self.micro, batch_size))
+                for i in range(0, len(indices), step):
+                    x, y = make_batch(indices[i:i + step])
+                    logits = self.forward(self.to_device(x)).float()
+                    n = int((y != IGNORE_INDEX).sum())
+                    loss_sum += float(self.loss_fn(logits, self.to_device(y))) * n
+                    weight += n
+                    pred = values[logits.argmax(1).cpu().numpy()]
+                    ref = np.where(y >= 0, values[np.maximum(y, 0)], 0)
+                    cm.add(ref, pred)
+        finally:
+            self.model.train(was_training)
+        return (loss_sum / weight if weight else float("nan")), cm
