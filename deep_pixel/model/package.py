@@ -6,31 +6,37 @@ extra smp arguments), ``Classes`` (output channel i is ``Classes[i]``), ``Extrac
 (1-based raster bands in input order), ``InputTransform`` (normalisation), ``ImageHeight`` /
 ``ImageWidth``, ``CRS`` / ``CellSize`` and ``WeightsSHA256``. Unknown keys are ignored.
 Weights are a plain state dict read with ``torch.load(weights_only=True)``.
+
+``read_emd`` refuses every value Classify or Train could not use (a CellSize of 0, a CRS that does
+not parse, a band index out of range...) with the file, the key, the value and the fix, so nothing
+fails later with a traceback. A .dlpk is unpacked by ``dlpk.py`` (limits, one .emd, a shared cache).
 """
 from __future__ import annotations
 
-import hashlib
 import json
+import math
 import os
-import shutil
-import stat
-import tempfile
 import zipfile
 from dataclasses import dataclass
 
 from ..core.errors import DeepPixelError
 from ..core.inputs import InputTransform
 from ..core.schema import ClassSchema
+from ..core.tiles import MIN_TILE
+from .dlpk import FIX, cached_package, sha256_file
+from .dlpk import safe_extract as safe_extract  # re-exported: the package's public names stay here
+from .registry import ARCHITECTURES
 
 EMD_VERSION = 1
-
-
-def sha256_file(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+# ImageHeight / ImageWidth: the chip size the network was trained on. No GPU trains on chips larger
+# than this; a larger value is damage, and Classify would try to hold tiles of that size in memory.
+MAX_TILE = 8192
+# segmentation_models_pytorch encoders have at most 5 stages (the tile must be a multiple of 2**depth).
+MAX_ENCODER_DEPTH = 5
+MAX_DECODER_CHANNELS = 4096
+# InputTransform means and standard deviations are computed in float32: far below its 3.4e38 limit,
+# or every pixel becomes infinite.
+MAX_STATISTIC = 1e30
 
 
 @dataclass
@@ -64,15 +70,19 @@ class ModelPackage:
         import torch
 
         from .registry import build_model
-        model = build_model(self.model_type, self.backbone, self.in_channels, self.num_classes,
-                            **self.model_params)
+        try:
+            model = build_model(self.model_type, self.backbone, self.in_channels, self.num_classes,
+                                **self.model_params)
+        except (AssertionError, IndexError, AttributeError, ZeroDivisionError) as e:  # smp's own checks
+            raise DeepPixelError(f"{os.path.basename(self.emd_path)}: ModelParameters {_show(self.model_params)} do "
+                                 f"not build a {self.model_type}/{self.backbone} network ({e}). {FIX}") from e
         state = load_state_dict(self.weights_path)
         try:
             model.load_state_dict(state)
-        except RuntimeError as e:
+        except (RuntimeError, TypeError, AttributeError, KeyError, ValueError) as e:
             raise DeepPixelError(f"The weights {self.weights_path} do not fit {self.model_type}/"
                                  f"{self.backbone} with {self.in_channels} channels and "
-                                 f"{self.num_classes} classes ({str(e)[:300]}).") from e
+                                 f"{self.num_classes} classes ({str(e)[:300]}). {FIX}") from e
         return model.to(device).eval().requires_grad_(False) if isinstance(device, torch.device) or device \
             else model.eval()
 
@@ -80,136 +90,227 @@ class ModelPackage:
 def load_state_dict(path: str) -> dict:
     import torch
     if not os.path.isfile(path):
-        raise DeepPixelError(f"The weights file {path} is missing; the model package is incomplete.")
+        raise DeepPixelError(f"The weights file {path} is missing; the model package is incomplete. Copy the "
+                             "whole model folder (or the .dlpk).")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many types for truncated or foreign files
         raise DeepPixelError(f"Cannot read the weights {path}: the file is truncated, corrupt or not "
                              f"a plain state dict ({type(e).__name__}). Re-train or re-copy the model.") from e
     if not isinstance(state, dict):
-        raise DeepPixelError(f"The weights {path} are not a state dict.")
+        raise DeepPixelError(f"The weights {path} are not a state dict. {FIX}")
     return state
 
 
-def _need(emd, key, kind, where):
+def _show(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _bad(where: str, key: str, value, should: str) -> DeepPixelError:
+    return DeepPixelError(f"{where}: key {key!r} is {_show(value)}; it should be {should}. {FIX}")
+
+
+def _real(value, limit=math.inf) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and abs(value) < limit
+
+
+def _need(emd, key, kind, where, label=None):
+    label = label or key
     if key not in emd:
-        raise DeepPixelError(f"{where}: key {key!r} is missing from the model definition.")
+        raise DeepPixelError(f"{where}: key {label!r} is missing from the model definition. {FIX}")
     value = emd[key]
     if kind is int and isinstance(value, float) and value.is_integer():
         value = int(value)
     if not isinstance(value, kind) or isinstance(value, bool):
-        raise DeepPixelError(f"{where}: key {key!r} should be {kind.__name__}, not {type(value).__name__}.")
+        raise DeepPixelError(f"{where}: key {label!r} should be {kind.__name__}, not {type(value).__name__} "
+                             f"({_show(value)}). {FIX}")
     return value
 
 
-def read_emd(emd_path: str, verify_hash: bool = True) -> ModelPackage:
-    """Read and validate a .emd; the weights file sits beside it."""
-    where = os.path.basename(emd_path)
+def _int(emd, key, where, low, high, label=None):
+    value = _need(emd, key, int, where, label)
+    if not low <= value <= high:
+        raise _bad(where, label or key, value, f"a whole number from {low} to {high}")
+    return value
+
+
+def _classes(emd, where) -> ClassSchema:
+    records = _need(emd, "Classes", list, where)
+    try:
+        schema = ClassSchema.from_records(records, where)
+    except DeepPixelError as e:
+        text = str(e)[len(where):].lstrip(":, ") if str(e).startswith(where) else str(e)
+        raise DeepPixelError(f"{where}: key 'Classes': {text} {FIX}") from e
+    if len(schema) < 1:
+        raise DeepPixelError(f"{where}: the model has no classes (key 'Classes' is empty). {FIX}")
+    return schema
+
+
+def _bands(emd, where) -> list:
+    bands = _need(emd, "ExtractBands", list, where)
+    if not bands or not all(isinstance(b, int) and not isinstance(b, bool) and b >= 1 for b in bands):
+        raise _bad(where, "ExtractBands", bands, "the 1-based band numbers the model reads, e.g. [1, 2, 3]")
+    names = emd.get("BandNames")
+    if names is not None and not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
+        raise _bad(where, "BandNames", names, "a list of band names (text), or null")
+    return bands
+
+
+def _transform(emd, where, n_bands) -> InputTransform:
+    raw = _need(emd, "InputTransform", dict, where)
+    for key in ("mean", "std"):
+        values = raw.get(key)
+        if not isinstance(values, list) or not values or not all(_real(v, MAX_STATISTIC) for v in values):
+            raise _bad(where, f"InputTransform.{key}", values,
+                       f"a list of numbers (below {MAX_STATISTIC:g} in size), one per band")
+    if len(raw["mean"]) != n_bands:
+        raise DeepPixelError(f"{where}: InputTransform has {len(raw['mean'])} bands but ExtractBands {n_bands}. {FIX}")
+    if len(raw["std"]) != n_bands or any(v < 0 for v in raw["std"]):
+        raise _bad(where, "InputTransform.std", raw["std"], f"{n_bands} numbers of 0 or more, one per band")
+    indices = raw.get("indices") or []
+    if not isinstance(indices, list) or not all(
+            isinstance(p, list) and len(p) == 2 and all(isinstance(i, int) and not isinstance(i, bool)
+                                                        and 0 <= i < n_bands for i in p) for p in indices):
+        raise _bad(where, "InputTransform.indices", indices,
+                   f"a list of [a, b] band positions from 0 to {n_bands - 1} (for (a - b) / (a + b))")
+    try:
+        return InputTransform.from_json({**raw, "indices": indices})
+    except DeepPixelError as e:
+        raise DeepPixelError(f"{where}: key 'InputTransform': {e} {FIX}") from e
+
+
+def _model_parameters(params, where, transform, n_classes) -> int:
+    """Check ModelParameters against the transform and the classes; the network's input channels."""
+    arch = _need(params, "architecture", str, where, "ModelParameters.architecture")
+    if arch.upper().replace("-", "").replace("_", "") not in ARCHITECTURES:
+        raise _bad(where, "ModelParameters.architecture", arch, "one of " + ", ".join(ARCHITECTURES))
+    if not _need(params, "backbone", str, where, "ModelParameters.backbone").strip():
+        raise _bad(where, "ModelParameters.backbone", params["backbone"], "an encoder name, e.g. resnet34")
+    in_channels = _need(params, "in_channels", int, where, "ModelParameters.in_channels")
+    if in_channels != transform.channels:
+        raise DeepPixelError(f"{where}: in_channels {in_channels} does not match the input transform "
+                             f"({transform.channels} channels). {FIX}")
+    if _need(params, "classes", int, where, "ModelParameters.classes") != n_classes:
+        raise DeepPixelError(f"{where}: ModelParameters.classes does not match the number of Classes "
+                             f"({params['classes']} and {n_classes}). {FIX}")
+    if "encoder_depth" in params:     # Classify and Train read it with int(): null is no depth
+        _int(params, "encoder_depth", where, 1, MAX_ENCODER_DEPTH, "ModelParameters.encoder_depth")
+    channels = params.get("decoder_channels")
+    if channels is not None and not (isinstance(channels, list) and 0 < len(channels) <= 8 and all(
+            isinstance(c, int) and not isinstance(c, bool) and 1 <= c <= MAX_DECODER_CHANNELS for c in channels)):
+        raise _bad(where, "ModelParameters.decoder_channels", channels,
+                   f"a list of up to 8 channel counts from 1 to {MAX_DECODER_CHANNELS}, or null")
+    attention = params.get("decoder_attention_type")
+    if attention is not None and not isinstance(attention, str):
+        raise _bad(where, "ModelParameters.decoder_attention_type", attention, "a name (e.g. scse) or null")
+    return in_channels
+
+
+def _crs(emd, where) -> str | None:
+    """The training raster's CRS as WKT (what Classify compares and parses), None when not recorded."""
+    value = emd.get("CRS")
+    if value is None or value == "":
+        return None
+    should = "the training raster's CRS as WKT (or EPSG:xxxx), or null"
+    if not isinstance(value, str):
+        raise _bad(where, "CRS", value, should)
+    import rasterio
+    from rasterio.crs import CRS
+    with rasterio.Env():             # GDAL's complaints go to logging, not to the console
+        try:
+            CRS.from_wkt(value)
+            return value
+        except Exception:  # rasterio raises CRSError; GDAL's failures may surface as other types
+            pass
+        try:
+            return CRS.from_user_input(value).to_wkt()
+        except Exception as e:  # as above: any failure means the text is no CRS
+            raise _bad(where, "CRS", value, should) from e
+
+
+def _cell_size(emd, where) -> tuple | None:
+    cell = emd.get("CellSize")
+    if cell is None:
+        return None
+    if not (isinstance(cell, list) and len(cell) == 2 and all(_real(v) and v > 0 for v in cell)):
+        raise _bad(where, "CellSize", cell, "[width, height] of the training raster's pixels, both above 0, or null")
+    return tuple(cell)
+
+
+def _weights(emd, emd_path, where, verify_hash) -> tuple:
+    """(path, SHA-256) of the weights file the .emd names, checked against WeightsSHA256."""
+    model_file = _need(emd, "ModelFile", str, where)
+    if os.path.basename(model_file) != model_file or model_file in ("", ".", ".."):
+        raise DeepPixelError(f"{where}: ModelFile must be a file name beside the .emd, not {model_file!r}. {FIX}")
+    weights = os.path.join(os.path.dirname(os.path.abspath(emd_path)), model_file)
+    if not os.path.isfile(weights):
+        raise DeepPixelError(f"The weights file {model_file} named by {where} is missing. Copy the whole model "
+                             "folder (or the .dlpk), not the .emd alone.")
+    expected = emd.get("WeightsSHA256")
+    if expected is not None and not isinstance(expected, str):
+        raise _bad(where, "WeightsSHA256", expected, "the SHA-256 of the weights as 64 hexadecimal digits")
+    actual = sha256_file(weights)
+    if verify_hash and expected and expected != actual:
+        raise DeepPixelError(f"The weights {model_file} do not match the hash recorded in {where}: the "
+                             "file was changed or damaged. Re-copy the model package.")
+    return weights, actual
+
+
+def _load_emd_json(emd_path, where) -> dict:
     try:
         with open(emd_path, encoding="utf-8") as f:
             emd = json.load(f)
     except OSError as e:
         raise DeepPixelError(f"Cannot read the model definition {emd_path}: {e.strerror}.") from e
-    except ValueError as e:
-        raise DeepPixelError(f"The model definition {emd_path} is not valid JSON ({e}).") from e
+    except (ValueError, RecursionError) as e:
+        raise DeepPixelError(f"The model definition {emd_path} is not valid JSON ({e}). {FIX}") from e
     if not isinstance(emd, dict):
-        raise DeepPixelError(f"{where}: the model definition must be a JSON object.")
+        raise DeepPixelError(f"{where}: the model definition must be a JSON object. {FIX}")
+    return emd
+
+
+def read_emd(emd_path: str, verify_hash: bool = True) -> ModelPackage:
+    """Read a .emd and refuse every value Classify or Train could not use; the weights sit beside it."""
+    where = os.path.basename(emd_path)
+    emd = _load_emd_json(emd_path, where)
     params = _need(emd, "ModelParameters", dict, where)
-    schema = ClassSchema.from_records(_need(emd, "Classes", list, where), where)
-    if len(schema) < 1:
-        raise DeepPixelError(f"{where}: the model has no classes.")
-    bands = _need(emd, "ExtractBands", list, where)
-    if not bands or not all(isinstance(b, int) and b >= 1 for b in bands):
-        raise DeepPixelError(f"{where}: ExtractBands must list 1-based band numbers.")
-    transform = InputTransform.from_json(_need(emd, "InputTransform", dict, where))
-    if transform.bands != len(bands):
-        raise DeepPixelError(f"{where}: InputTransform has {transform.bands} bands but ExtractBands {len(bands)}.")
-    in_channels = _need(params, "in_channels", int, where)
-    if in_channels != transform.channels:
-        raise DeepPixelError(f"{where}: in_channels {in_channels} does not match the input transform "
-                             f"({transform.channels} channels).")
-    if _need(params, "classes", int, where) != len(schema):
-        raise DeepPixelError(f"{where}: ModelParameters.classes does not match the number of Classes.")
-    model_file = _need(emd, "ModelFile", str, where)
-    if os.path.basename(model_file) != model_file:
-        raise DeepPixelError(f"{where}: ModelFile must be a file name beside the .emd, not {model_file!r}.")
-    weights = os.path.join(os.path.dirname(os.path.abspath(emd_path)), model_file)
-    if not os.path.isfile(weights):
-        raise DeepPixelError(f"The weights file {model_file} named by {where} is missing.")
-    expected = emd.get("WeightsSHA256")
-    actual = sha256_file(weights)
-    if verify_hash and expected and expected != actual:
-        raise DeepPixelError(f"The weights {model_file} do not match the hash recorded in {where}: the "
-                             "file was changed or damaged. Re-copy the model package.")
-    cell = emd.get("CellSize")
+    schema = _classes(emd, where)
+    bands = _bands(emd, where)
+    transform = _transform(emd, where, len(bands))
+    in_channels = _model_parameters(params, where, transform, len(schema))
+    tile_size = tuple(_int(emd, key, where, MIN_TILE, MAX_TILE) for key in ("ImageHeight", "ImageWidth"))
+    crs_wkt, cell_size = _crs(emd, where), _cell_size(emd, where)
+    weights, actual = _weights(emd, emd_path, where, verify_hash)
     return ModelPackage(
         folder=os.path.dirname(os.path.abspath(emd_path)), emd_path=emd_path, emd=emd, schema=schema,
-        model_type=_need(params, "architecture", str, where), backbone=_need(params, "backbone", str, where),
-        in_channels=in_channels, model_params={k: v for k, v in params.items()
-                                               if k not in ("architecture", "backbone", "in_channels", "classes")},
-        bands=bands, transform=transform,
-        tile_size=(_need(emd, "ImageHeight", int, where), _need(emd, "ImageWidth", int, where)),
-        crs_wkt=emd.get("CRS") if isinstance(emd.get("CRS"), str) else None,
-        cell_size=tuple(cell) if isinstance(cell, list) and len(cell) == 2 else None,
+        model_type=params["architecture"], backbone=params["backbone"], in_channels=in_channels,
+        model_params={k: v for k, v in params.items()
+                      if k not in ("architecture", "backbone", "in_channels", "classes")},
+        bands=bands, transform=transform, tile_size=tile_size, crs_wkt=crs_wkt, cell_size=cell_size,
         weights_path=weights, weights_hash=actual)
 
 
-def safe_extract(dlpk_path: str, target: str) -> None:
-    """Extract a zip, refusing entries that escape ``target`` (``..``, absolute paths, links)."""
-    try:
-        zf = zipfile.ZipFile(dlpk_path)
-    except (OSError, zipfile.BadZipFile) as e:
-        raise DeepPixelError(f"{dlpk_path} is not a readable .dlpk (zip) file: {e}.") from e
-    root = os.path.realpath(target)
-    with zf:
-        for info in zf.infolist():
-            name = info.filename
-            mode = info.external_attr >> 16
-            if name.startswith(("/", "\\")) or ":" in name or ".." in name.replace("\\", "/").split("/"):
-                raise DeepPixelError(f"{dlpk_path}: entry {name!r} points outside the package; refused.")
-            if stat.S_ISLNK(mode):
-                raise DeepPixelError(f"{dlpk_path}: entry {name!r} is a symbolic link; refused.")
-            dest = os.path.realpath(os.path.join(root, name))
-            if not dest.startswith(root + os.sep):
-                raise DeepPixelError(f"{dlpk_path}: entry {name!r} points outside the package; refused.")
-        try:
-            zf.extractall(root)
-        except (zipfile.BadZipFile, OSError, EOFError) as e:
-            raise DeepPixelError(f"{dlpk_path} is damaged ({e}); re-copy the model package.") from e
-
-
 def load_package(path: str, verify_hash: bool = True) -> ModelPackage:
-    """A model package from a .emd, a .dlpk or the model folder."""
+    """A model package from a .emd, a .dlpk (unpacked once into a cache: see dlpk.py) or the model folder."""
     if os.path.isdir(path):
         emds = sorted(f for f in os.listdir(path) if f.endswith(".emd") and not f.startswith("esri_"))
         if not emds:
-            raise DeepPixelError(f"The folder {path} holds no .emd model definition.")
+            raise DeepPixelError(f"The folder {path} holds no .emd model definition: choose the folder Train Model "
+                                 "wrote (it holds <name>.emd and <name>.pth), its .emd or its .dlpk.")
         path = os.path.join(path, emds[0])
     if not os.path.exists(path):
         raise DeepPixelError(f"The model definition {path} does not exist.")
-    if path.lower().endswith(".dlpk"):
-        digest = sha256_file(path)[:16]
-        cache = os.path.join(tempfile.gettempdir(), "deep_pixel_dlpk", digest)
-        if not os.path.isdir(cache):
-            tmp = tempfile.mkdtemp(prefix="extract-", dir=os.path.dirname(cache) if os.path.isdir(
-                os.path.dirname(cache)) else _mk(os.path.dirname(cache)))
-            try:
-                safe_extract(path, tmp)
-                os.replace(tmp, cache)
-            finally:
-                shutil.rmtree(tmp, ignore_errors=True)
-        emds = [os.path.join(dp, f) for dp, _, fs in os.walk(cache) for f in fs if f.endswith(".emd")]
-        if not emds:
-            raise DeepPixelError(f"{path} holds no .emd model definition.")
-        path = sorted(emds)[0]
-    elif not path.lower().endswith(".emd"):
-        raise DeepPixelError(f"{path} is neither a .emd nor a .dlpk model file.")
-    return read_emd(path, verify_hash)
-
-
-def _mk(folder):
-    os.makedirs(folder, exist_ok=True)
-    return folder
+    if not path.lower().endswith(".dlpk"):
+        if not path.lower().endswith(".emd"):
+            raise DeepPixelError(f"{path} is neither a .emd nor a .dlpk model file: choose the .emd or .dlpk "
+                                 "that Train Model wrote.")
+        return read_emd(path, verify_hash)
+    emd_path = cached_package(path)
+    try:
+        return read_emd(emd_path, verify_hash)
+    except DeepPixelError as e:
+        raise DeepPixelError(f"In {path}: {e}") from e
 
 
 def write_dlpk(folder: str, name: str) -> str:
