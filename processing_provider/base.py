@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import contextlib
 import time
+import traceback
 
-from qgis.core import QgsProcessingAlgorithm, QgsProcessingException
+from qgis.core import Qgis, QgsMessageLog, QgsProcessingAlgorithm, QgsProcessingException
 
 from ..deep_pixel.core.errors import DeepPixelError
 from ..deep_pixel.core.progress import Progress
@@ -48,6 +49,13 @@ def engine_errors():
         yield
     except DeepPixelError as e:
         raise QgsProcessingException(str(e)) from e
+    except QgsProcessingException:
+        raise
+    except Exception as e:       # a bug, not an input problem: one line here, the traceback in the log
+        QgsMessageLog.logMessage(traceback.format_exc(), "Deep Pixel", Qgis.MessageLevel.Critical)
+        raise QgsProcessingException(
+            f"Unexpected error ({type(e).__name__}: {e}). This is a bug in Deep Pixel: please report it; the "
+            "traceback is in the Log Messages panel (Deep Pixel tab).") from e
 
 
 class DeepPixelAlgorithm(QgsProcessingAlgorithm):

@@ -14,8 +14,9 @@ from qgis.core import (
 )
 
 from ..deep_pixel.evaluate.accuracy import EvaluateOptions
+from ..deep_pixel.evaluate.report import check_evaluate_destinations
 from ..qgis_compat import fast_insert, field_type, no_geometry, source_type
-from .base import DeepPixelAlgorithm
+from .base import DeepPixelAlgorithm, engine_errors
 from .engine_runner import LIGHT, run_engine_options
 from .layers import raster_path, vector_file
 from .param_builder import add_declared, read_declared
@@ -66,6 +67,10 @@ class ComputeAccuracyAlgorithm(DeepPixelAlgorithm):
             inputs["reference_raster"] = raster_path(
                 self.parameterAsRasterLayer(parameters, "REFERENCE_RASTER", context), "REFERENCE_RASTER")
         options = read_declared(self, EvaluateOptions, parameters, context, feedback)
+        # QGIS writes the table (a sink) itself: it must not replace an input either.
+        with engine_errors():
+            check_evaluate_destinations(classified, inputs["reference"], inputs["reference_raster"],
+                                        inputs["output_report"], self._table_file(parameters, context))
         r = run_engine_options("evaluate", inputs, options, feedback, needs=LIGHT)
         results = {"OUTPUT_REPORT": r["output_report"], "OVERALL_ACCURACY": r["overall_accuracy"],
                    "KAPPA": r["kappa"], "MEAN_IOU": r["mean_iou"]}
@@ -73,6 +78,17 @@ class ComputeAccuracyAlgorithm(DeepPixelAlgorithm):
         if table_id:
             results["OUTPUT_TABLE"] = table_id
         return results
+
+    def _table_file(self, parameters, context):
+        """OUTPUT_TABLE's file when it is one (not a memory layer or a database)."""
+        if parameters.get("OUTPUT_TABLE") in (None, ""):
+            return None
+        dest = self.parameterAsOutputLayer(parameters, "OUTPUT_TABLE", context) or ""
+        dest = dest[4:] if dest.startswith("ogr:") else dest
+        dest = dest.split("|")[0]
+        if not dest or dest.startswith(("memory:", "postgres:", "spatialite:", "mssql:", "oracle:")):
+            return None
+        return dest
 
     def _write_table(self, parameters, context, r):
         fields = QgsFields()

@@ -67,10 +67,25 @@ def run_engine_options(command: str, inputs: dict, options, feedback, needs=HEAV
         return module.execute(**inputs, options=options, progress=FeedbackProgress(feedback))
 
 
+STOP_GRACE_S = 30
+
+
 def _reader(stream, q):
     for line in iter(stream.readline, ""):
         q.put(line)
     q.put(None)
+
+
+def _stop(proc) -> None:
+    """Stop the external engine as cancel does: SIGTERM lets it remove its partial outputs; SIGKILL only
+    if it has not finished within STOP_GRACE_S."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=STOP_GRACE_S)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    proc.stdout.close()
 
 
 def _run_external(python: str, command: str, argv: list, feedback) -> dict:
@@ -92,9 +107,7 @@ def _run_external(python: str, command: str, argv: list, feedback) -> dict:
         result, failure = None, None
         while True:
             if feedback is not None and feedback.isCanceled():
-                proc.kill()
-                proc.wait()
-                proc.stdout.close()
+                _stop(proc)
                 raise QgsProcessingException("Cancelled: the external engine was stopped; no output was written.")
             try:
                 line = lines.get(timeout=0.1)

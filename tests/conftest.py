@@ -70,6 +70,18 @@ def scene(tmp_path_factory):
     return make_scene(str(tmp_path_factory.mktemp("scene")), width=384, height=384, seed=3)
 
 
+def snapshot(folder):
+    """{relative path: sha256} of every file under ``folder`` (inputs intact, nothing new left behind)."""
+    import hashlib
+    out = {}
+    for base, _, files in os.walk(folder):
+        for f in files:
+            p = os.path.join(base, f)
+            with open(p, "rb") as fh:
+                out[os.path.relpath(p, folder)] = hashlib.sha256(fh.read()).hexdigest()
+    return out
+
+
 def run_qgis_process(*args, timeout=600, check=True, env=None):
     """Run scripts/qgis_process as a user would; returns the CompletedProcess."""
     cmd = [os.path.join(ROOT, "scripts", "qgis_process"), *args]

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from rasterio.windows import Window
 
-from ..io.raster import valid_mask
+from ..io.raster import read_bands, valid_mask
 from .blend import RollingBlender, decide
 from .strip_io import BackgroundWriter, Prefetcher
 
@@ -45,7 +45,7 @@ class TileReader:
         t, info = self.tile, self.info
         h, w = min(t, info.height - r0), min(t, info.width - c0)
         window = Window(c0, r0, w, h)
-        data = self.ds.read(self.bands, window=window)
+        data = read_bands(self.ds, self.bands, window)
         valid = valid_mask(data, info.nodata)
         keep = valid & self.mask(window) if self.mask is not None else valid
         if not keep.any():

@@ -15,11 +15,12 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import rasterio
 
-from ..core.errors import DeepPixelError
+from ..core.errors import Cancelled, DeepPixelError
 from ..core.progress import Progress, check
 from ..core.tiles import TileParams
+from ..io.destinations import Place, check_destinations
 from ..io.geotiff import CONFIDENCE_NODATA, NODATA, StagedGeoTiff, class_dtype, class_tags, colormap
-from ..io.raster import describe, open_raster
+from ..io.raster import describe, footprint_bounds, open_raster
 from .checks import bands_to_read, check_grid, excluded_classes
 from .options import ClassifyOptions
 from .pipeline import TileReader, run_tiles
@@ -55,11 +56,36 @@ def classify(input_path: str, model_path: str, output_path: str, options: Classi
     options = options or ClassifyOptions()
     progress = check(progress)
     options.validate()
+    folder = os.path.isdir(input_path)
+    if not folder:
+        _check_output(output_path)
+    check_destinations(
+        [Place("INPUT_RASTER", input_path, "folder" if folder else "raster"),
+         Place("MODEL_DEFINITION", model_path, "folder" if os.path.isdir(model_path) else "model"),
+         Place("MASK_POLYGONS", options.mask_polygons or "", "vector")],
+        [Place("OUTPUT_RASTER", output_path, "folder" if folder else "raster"),
+         Place("OUTPUT_CONFIDENCE", "" if folder else options.output_confidence or "", "raster")])
     from ..model.package import load_package
     package = load_package(model_path)
-    if os.path.isdir(input_path):
+    if folder:
         return _classify_folder(input_path, package, output_path, options, progress)
     return classify_raster(input_path, package, output_path, options, progress)
+
+
+def folder_outputs(images: list, output_folder: str) -> list:
+    """One distinct output stem per image: ``<name>``, or ``<name>_<ext>`` where names differ only by
+    extension or letter case (scene.tif and scene.TIFF would otherwise write one file)."""
+    stems = [os.path.splitext(os.path.basename(p))[0] for p in images]
+    folded = [s.casefold() for s in stems]
+    names = []
+    for path, stem, key in zip(images, stems, folded):
+        ext = os.path.splitext(path)[1].lstrip(".")
+        names.append(f"{stem}_{ext}" if folded.count(key) > 1 else stem)
+    if len({n.casefold() for n in names}) < len(names):
+        seen = [n for n in names if sum(m.casefold() == n.casefold() for m in names) > 1]
+        raise DeepPixelError(f"Images of the folder would share output names ({', '.join(sorted(set(seen)))}): "
+                             "rename them so that their names differ by more than letter case.")
+    return [os.path.join(output_folder, n) for n in names]
 
 
 def _classify_folder(folder, package, output_folder, options, progress):
@@ -67,17 +93,18 @@ def _classify_folder(folder, package, output_folder, options, progress):
                     and not os.path.basename(p).startswith("."))
     if not images:
         raise DeepPixelError(f"The folder {folder} holds no images ({', '.join(IMAGE_EXTENSIONS)}).")
-    if os.path.abspath(output_folder) == os.path.abspath(folder):
-        raise DeepPixelError("The output folder is the input folder: choose another one so no image is overwritten.")
+    stems = folder_outputs(images, output_folder)
     os.makedirs(output_folder, exist_ok=True)
     results = []
-    for i, image in enumerate(images):
+    for i, (image, stem) in enumerate(zip(images, stems)):
         progress.log(f"Image {i + 1}/{len(images)}: {os.path.basename(image)}")
-        stem = os.path.join(output_folder, os.path.splitext(os.path.basename(image))[0])
         # A confidence output is asked for by any name; each image gets its own beside its classes.
         own = replace(options, output_confidence=stem + "_confidence.tif" if options.output_confidence else None)
-        results.append(classify_raster(image, package, stem + "_classified.tif", own,
-                                       progress.sub(i / len(images), (i + 1) / len(images))))
+        try:
+            results.append(classify_raster(image, package, stem + "_classified.tif", own,
+                                           progress.sub(i / len(images), (i + 1) / len(images))))
+        except (DeepPixelError, Cancelled) as e:
+            raise type(e)(_folder_failure(image, i, images, results, e)) from e
     first = results[0]
     first.outputs = [r.output_raster for r in results]
     first.confidence_outputs = [r.output_confidence for r in results if r.output_confidence]
@@ -88,20 +115,29 @@ def _classify_folder(folder, package, output_folder, options, progress):
     return first
 
 
-def _check_output(input_path, output_path):
+def _folder_failure(image, i, images, results, error) -> str:
+    kept = ", ".join(os.path.basename(r.output_raster) for r in results) or "none"
+    left = len(images) - i - 1
+    what = "was cancelled" if isinstance(error, Cancelled) else "failed"
+    return (f"Image {i + 1}/{len(images)} {os.path.basename(image)} {what}: {error} Kept (complete): {kept}. "
+            f"Not classified: {os.path.basename(image)}" + (f" and the {left} image(s) after it." if left else "."))
+
+
+def _check_output(output_path):
     if not output_path:
         raise DeepPixelError("OUTPUT_RASTER is empty: give a .tif file name.")
-    if os.path.abspath(output_path) == os.path.abspath(input_path):
-        raise DeepPixelError(f"The output {output_path} is the input raster: choose another file name.")
     if not output_path.lower().endswith((".tif", ".tiff")):
         raise DeepPixelError(f"The output {output_path} must be a GeoTIFF (.tif).")
 
 
 def classify_raster(input_path, package, output_path, options, progress) -> ClassifyResult:
     from ..core.device import select_device
-    _check_output(input_path, output_path)
+    _check_output(output_path)
     if options.output_confidence:
-        _check_output(input_path, options.output_confidence)
+        _check_output(options.output_confidence)
+    check_destinations([Place("INPUT_RASTER", input_path, "raster")],
+                       [Place("OUTPUT_RASTER", output_path, "raster"),
+                        Place("OUTPUT_CONFIDENCE", options.output_confidence or "", "raster")])
     started = time.monotonic()
     device, reason = select_device(options.device)
     progress.log(f"Device: {reason}.")
@@ -203,8 +239,6 @@ def _mask_burner(mask_path, ds, info):
     """None, or a function Window -> (h, w) bool True inside the mask polygons (burned like samples)."""
     if not mask_path:
         return None
-    from rasterio.windows import bounds
-
     from ..export.samples import LabelBurner, Samples
     from ..io.vector import read_vector
     vec = read_vector(mask_path)
@@ -215,5 +249,5 @@ def _mask_burner(mask_path, ds, info):
 
     def burn(window):
         shape = (int(window.height), int(window.width))
-        return burner.burn(ds.window_transform(window), shape, bounds(window, ds.transform)) > 0
+        return burner.burn(ds.window_transform(window), shape, footprint_bounds(window, ds.transform)) > 0
     return burn

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from ..core.params import add_cli_arguments, from_cli
 from ..evaluate.accuracy import EvaluateOptions, evaluate
-from ..evaluate.report import write_outputs
+from ..evaluate.report import check_evaluate_destinations, write_outputs
 
 HELP = "Compute Accuracy: confusion matrix, overall accuracy, kappa, per-class metrics and mIoU."
 
@@ -27,6 +27,7 @@ def run(args, progress):
 def execute(input_classified: str, reference: str | None, reference_raster: str | None, output_report: str | None,
             output_table: str | None, options: EvaluateOptions, progress) -> dict:
     """The command's work and its result dict (the command line and in-process Processing share it)."""
+    check_evaluate_destinations(input_classified, reference, reference_raster, output_report, output_table)
     r = evaluate(input_classified, reference, reference_raster, options, progress)
     write_outputs(r, input_classified, reference or reference_raster, output_report, output_table)
     s = r.summary

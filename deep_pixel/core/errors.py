@@ -14,3 +14,14 @@ class Cancelled(DeepPixelError):
 
     def __init__(self, message: str = "Cancelled by the user; no output was written."):
         super().__init__(message)
+
+
+class Terminated(Cancelled):
+    """A termination signal (SIGTERM: a scheduler, a container stop, a closed terminal) stopped the run.
+
+    It acts like cancel (partial outputs removed), except that Train Model keeps its checkpoint of the
+    best epoch so far, so the same command can go on from it.
+    """
+
+    def __init__(self, message: str = "Stopped by a termination signal (SIGTERM); no output was written."):
+        super().__init__(message)

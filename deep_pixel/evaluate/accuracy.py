@@ -20,7 +20,7 @@ from ..core.errors import DeepPixelError
 from ..core.metrics import ConfusionMatrix
 from ..core.params import option
 from ..core.progress import Progress, check
-from ..io.raster import open_raster
+from ..io.raster import footprint_bounds, gdal_reading, open_raster, read_bands
 
 SAMPLINGS = ("ALL_PIXELS", "STRATIFIED_RANDOM")
 BLOCK = 512
@@ -77,6 +77,8 @@ class _RasterReference:
 
     def __init__(self, path, target, notes):
         self.ds = open_raster(path)
+        _require_integers(self.ds, "REFERENCE_RASTER", path)
+        self.path = path
         self.same = (self.ds.crs == target.crs and self.ds.transform.almost_equals(target.transform)
                      and self.ds.shape == target.shape)
         self.target = target
@@ -87,14 +89,17 @@ class _RasterReference:
 
     def read(self, window):
         if self.same:
-            ref = self.ds.read(1, window=window)
+            ref = read_bands(self.ds, 1, window)
         else:
             ref = np.zeros((int(window.height), int(window.width)), dtype=self.ds.dtypes[0])
-            reproject(rasterio.band(self.ds, 1), ref, dst_transform=self.target.window_transform(window),
-                      dst_crs=self.target.crs, dst_nodata=0, resampling=Resampling.nearest)
+            with gdal_reading(self.path):
+                reproject(rasterio.band(self.ds, 1), ref, dst_transform=self.target.window_transform(window),
+                          dst_crs=self.target.crs, dst_nodata=0, resampling=Resampling.nearest)
         if self.nodata is not None and not np.isnan(self.nodata):
             ref = np.where(ref == self.nodata, 0, ref)
-        return ref.astype(np.int64)
+        ref = ref.astype(np.int64)
+        _check_values(ref, "REFERENCE_RASTER", self.path, None)
+        return ref
 
     def close(self):
         self.ds.close()
@@ -108,7 +113,10 @@ class _PolygonReference:
         vec = read_vector(path)
         fieldname = pick_class_field(list(vec.attributes), class_field)
         schema = ClassSchema([ClassInfo(v, n) for v, n in sorted(names.items())]) if names else None
-        values, _schema, mapping = resolve_class_values(vec.attributes[fieldname], schema)
+        values, _schema, mapping = resolve_class_values(
+            vec.attributes[fieldname], schema, vec.fids,
+            fix=f"Choose the CLASS_FIELD of {path} that holds the classified raster's class values or names.",
+            known="the classified raster's classes")
         if mapping:
             notes.append("Reference class names mapped to values: "
                          + ", ".join(f"{k}={v}" for k, v in sorted(mapping.items(), key=lambda kv: kv[1])))
@@ -116,15 +124,48 @@ class _PolygonReference:
                 names.setdefault(value, name)
         self.burner = LabelBurner(Samples(vec.geometries, values, vec.crs_wkt),
                                   target.crs.to_wkt() if target.crs else None)
+        if self.burner.repaired:
+            notes.append(f"{self.burner.repaired} invalid reference polygon(s) were repaired (make_valid).")
         self.target = target
 
     def read(self, window):
         t = self.target.window_transform(window)
-        bounds = rasterio.windows.bounds(window, self.target.transform)
+        bounds = footprint_bounds(window, self.target.transform)
         return self.burner.burn(t, (int(window.height), int(window.width)), bounds).astype(np.int64)
 
     def close(self):
         pass
+
+
+def _require_integers(ds, role: str, path: str) -> None:
+    """Class rasters hold integers: a float raster's values would be truncated into wrong classes."""
+    if np.dtype(ds.dtypes[0]).kind not in "iu":
+        raise DeepPixelError(
+            f"{role} {path} holds {ds.dtypes[0]} values, but a class raster holds integer class values (what "
+            f"Classify Pixels writes). If its values are whole class numbers, convert it first: gdal_translate "
+            f"-ot UInt16 {os.path.basename(path)} classes_int.tif")
+
+
+def _check_values(values: np.ndarray, role: str, path: str, names: dict | None) -> None:
+    """Refuse negative classes (they would wrap onto the last class) and classes the raster does not list."""
+    if values.size and int(values.min()) < 0:
+        raise DeepPixelError(f"{role} {path} holds the negative value {int(values.min())}: class values are "
+                             "1 or more (0 or the raster's nodata = no class). Set that value as the raster's "
+                             "nodata (gdal_edit.py -a_nodata) or renumber the classes.")
+    if names:
+        unknown = sorted(set(np.unique(values).tolist()) - set(names) - {0})
+        if unknown:
+            raise DeepPixelError(f"{role} {path} holds class value(s) {unknown[:10]} that its own class list "
+                                 f"({sorted(names)}) does not have: the raster is not what Classify Pixels "
+                                 "wrote, or was edited. Classify again, or give a raster without that list.")
+
+
+def _classified(ds, window) -> np.ndarray:
+    """Classified values of a window, its nodata as 0 (no class)."""
+    pred = read_bands(ds, 1, window)
+    if ds.nodata is not None and not np.isnan(ds.nodata) and ds.nodata != 0:
+        pred = np.where(pred == ds.nodata, 0, pred)
+    return pred
 
 
 def _windows(ds):
@@ -146,6 +187,7 @@ def evaluate(classified: str, reference: str | None = None, reference_raster: st
         if ds.count != 1:
             raise DeepPixelError(f"{classified} has {ds.count} bands; the classified raster must have one band "
                                  "of class values (the output of Classify Pixels).")
+        _require_integers(ds, "INPUT_CLASSIFIED", classified)
         names = classified_classes(ds)
         ref = (_PolygonReference(reference, options.class_field, ds, names, notes) if reference
                else _RasterReference(reference_raster, ds, notes))
@@ -154,6 +196,7 @@ def evaluate(classified: str, reference: str | None = None, reference_raster: st
         finally:
             ref.close()
     ref_values, pred_values = pairs
+    _check_values(pred_values, "INPUT_CLASSIFIED", classified, names)
     if ref_values.size == 0:
         raise DeepPixelError("The reference and the classified raster do not overlap (or every reference pixel is "
                              "0). Check that both cover the same area and the reference's CRS.")
@@ -186,7 +229,7 @@ def _collect(ds, ref, options, progress):
         keep = r > 0
         if keep.any():
             refs.append(r[keep])
-            preds.append(ds.read(1, window=w)[keep].astype(np.int64))
+            preds.append(_classified(ds, w)[keep].astype(np.int64))
         progress.report((i + 1) / len(windows), f"block {i + 1}/{len(windows)}")
     if not refs:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
@@ -222,7 +265,7 @@ def _stratified(ds, ref, windows, options, progress):
             picks = where[chosen[value][lo:hi] - seen[value]]
             seen[value] += where.size
             if picks.size:
-                p = ds.read(1, window=w).ravel() if p is None else p
+                p = _classified(ds, w).ravel() if p is None else p
                 refs.append(np.full(picks.size, value, np.int64))
                 preds.append(p[picks].astype(np.int64))
         progress.report(0.5 + 0.5 * (i + 1) / len(windows), "sampling points")

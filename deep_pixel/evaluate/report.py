@@ -9,6 +9,8 @@ import os
 import numpy as np
 
 from ..io.pngimage import data_uri, encode_png
+from ..core.errors import DeepPixelError
+from ..io.destinations import Place, check_destinations
 from ..io.staging import staged_file
 
 
@@ -68,8 +70,20 @@ Pixels evaluated: {s['pixels']} ({html.escape(s['sampling'])}); reference value 
 TABLE_FIELDS = ("value", "name", "precision", "recall", "f1", "iou", "support")
 
 
+def check_evaluate_destinations(classified: str, reference: str | None, reference_raster: str | None,
+                                report: str | None, table: str | None) -> None:
+    """Refuse, before any work, a report or table that would overwrite an input or each other."""
+    if report and report.lower().endswith(".json"):
+        raise DeepPixelError(f"OUTPUT_REPORT {report} would be replaced by the JSON report written beside it: "
+                             "give an .html file name.")
+    check_destinations([Place("INPUT_CLASSIFIED", classified, "raster"), Place.infer("REFERENCE", reference),
+                        Place("REFERENCE_RASTER", reference_raster or "", "raster")],
+                       [Place("OUTPUT_REPORT", report or "", "report"), Place.infer("OUTPUT_TABLE", table, folders=False)])
+
+
 def write_outputs(result, classified: str, reference: str, report: str | None, table: str | None) -> None:
     """Each file is written under a temporary name and renamed when complete."""
+    check_evaluate_destinations(classified, reference, None, report, table)
     if report:
         with staged_file(report) as tmp:
             with open(tmp, "w", encoding="utf-8") as f:

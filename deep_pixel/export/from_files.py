@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from ..core.progress import Progress, check
 from ..core.schema import ClassSchema
+from ..io.destinations import Place, check_destinations
 from ..io.vector import read_vector
 from .run import ExportOptions, ExportResult, export_training_data
 from .samples import Samples, pick_class_field, resolve_class_values, schema_from_name_field
@@ -19,10 +20,13 @@ def export_files(input_raster: str, input_samples: str, output_folder: str, opti
                  progress: Progress | None = None) -> ExportResult:
     """Cut ``input_raster`` and the polygons (or points) of ``input_samples`` into a chips folder."""
     progress = check(progress)
+    check_destinations([Place.infer("INPUT_RASTER", input_raster), Place("INPUT_SAMPLES", input_samples, "vector"),
+                        Place("MASK_POLYGONS", mask_polygons or "", "vector"), Place("CLASS_SCHEMA", schema or "")],
+                       [Place("OUTPUT_FOLDER", output_folder, "folder")])
     vec = read_vector(input_samples, samples_layer)
     field = pick_class_field(vec.field_names, class_field)
     given = ClassSchema.load(schema) if schema else None
-    values, resolved, mapping = resolve_class_values(vec.attributes[field], given)
+    values, resolved, mapping = resolve_class_values(vec.attributes[field], given, vec.fids)
     if mapping:
         progress.log("Class names mapped to values: " + ", ".join(f"{k}={v}" for k, v in mapping.items()))
     elif given is None:

@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 import numpy as np
 import rasterio
 from rasterio.windows import Window
-from rasterio.windows import bounds as window_bounds
 
 from ..chips import writer as chips_layout
 from ..core.errors import DeepPixelError
@@ -16,7 +15,9 @@ from ..core.progress import Progress, check
 from ..core.schema import ClassSchema
 from ..core.tiles import TileParams
 from ..io.bandstats import BandStats
-from ..io.raster import describe, open_raster, read_window, valid_mask, window_transform
+from ..io.raster import (describe, footprint_bounds, open_raster, raster_bounds, read_window, valid_mask,
+                         window_transform)
+from ..io.destinations import Place, check_destinations
 from ..io.staging import check_output_folder, staged_folder
 from .samples import LabelBurner, Samples
 
@@ -99,17 +100,23 @@ def export_training_data(raster_path: str, samples: Samples, output_folder: str,
     """
     options = options or ExportOptions()
     progress = check(progress)
+    check_destinations([Place.infer("INPUT_RASTER", raster_path)], [Place("OUTPUT_FOLDER", output_folder, "folder")])
     check_output_folder(output_folder, inputs=[raster_path])
     schema = schema or ClassSchema.from_values(v for v in samples.values if v is not None)
     with open_raster(raster_path) as ds:
         info = describe(ds)
         options.validate(info)
+        _check_georeferenced(ds, raster_path)
         if info.crs_wkt is None and samples.crs_wkt:
             raise DeepPixelError(f"The raster {raster_path} has no coordinate reference system, so the "
                                  "samples cannot be placed on it. Assign its CRS first "
                                  "(gdal_edit.py -a_srs EPSG:xxxx, or Layer Properties > Source).")
         burner = LabelBurner(samples, info.crs_wkt, options.buffer_radius, mask_geometries, mask_crs_wkt)
         _check_overlap(ds, burner, raster_path)
+        if burner.repaired:
+            progress.warn(f"{burner.repaired} invalid (e.g. self-intersecting) polygon(s) were repaired with "
+                          "make_valid before labelling; check them in QGIS (Vector > Geometry Tools > Check "
+                          "Validity) if that was not intended.")
         grid = _ChipGrid.of(options, info)
         progress.log(f"Raster {os.path.basename(raster_path)}: {info.width}x{info.height} px, "
                      f"{info.count} band(s) {info.dtype}; {len(grid)} candidate tiles of "
@@ -131,14 +138,26 @@ def export_training_data(raster_path: str, samples: Samples, output_folder: str,
     return ExportResult(output_folder, writer.count, result["accumulated"], schema, class_mapping or {})
 
 
+def _check_georeferenced(ds, path):
+    """Samples are placed by map coordinates: a raster without a geotransform has none."""
+    if not ds.transform.is_identity:
+        return
+    gcps, _ = ds.gcps
+    how = (f"it has {len(gcps)} ground control points: warp it onto a grid first (gdalwarp {os.path.basename(path)} "
+           "georeferenced.tif)") if gcps else "georeference it first (QGIS Georeferencer, or gdal_translate -a_ullr " \
+        "ULX ULY LRX LRY -a_srs EPSG:xxxx)"
+    raise DeepPixelError(f"The raster {path} has no geotransform (no position on the map), so the samples cannot "
+                         f"be placed on it: {how}.")
+
+
 def _check_overlap(ds, burner, path):
     b = burner.bounds
-    r = ds.bounds
-    if b[0] > r.right or b[2] < r.left or b[1] > r.top or b[3] < r.bottom:
+    left, bottom, right, top = raster_bounds(ds)
+    if b[0] > right or b[2] < left or b[1] > top or b[3] < bottom:
         raise DeepPixelError(
             f"No sample lies on the raster {os.path.basename(path)}: the samples cover "
             f"({b[0]:.6g}, {b[1]:.6g}, {b[2]:.6g}, {b[3]:.6g}) but the raster covers "
-            f"({r.left:.6g}, {r.bottom:.6g}, {r.right:.6g}, {r.top:.6g}) in its CRS. "
+            f"({left:.6g}, {bottom:.6g}, {right:.6g}, {top:.6g}) in its CRS. "
             "Check that both layers have the right CRS.")
 
 
@@ -192,9 +211,10 @@ def _cut(ds, info, grid, burner, writer, options, schema, progress):
     stats = BandStats(len(options.bands) or info.count)
     rotations = options.rotations()
     total = len(grid)
+    read_any = valid_any = False
     for i, window in enumerate(grid.windows()):
         progress.check_cancelled()
-        bounds = window_bounds(window, ds.transform)
+        bounds = footprint_bounds(window, ds.transform)
         shape_hw = (int(window.height), int(window.width))
         touches = burner.touches(bounds)
         if not burner.in_mask(bounds) or (not touches and not options.output_nofeature_tiles):
@@ -202,6 +222,7 @@ def _cut(ds, info, grid, burner, writer, options, schema, progress):
             continue
         data = read_window(ds, window, options.bands or None)
         valid = valid_mask(data, info.nodata)
+        read_any, valid_any = True, valid_any or bool(valid.any())
         if touches:
             labels = burner.burn(window_transform(ds, window), shape_hw, bounds)
             labels[~valid] = 0
@@ -222,6 +243,11 @@ def _cut(ds, info, grid, burner, writer, options, schema, progress):
             accumulated += counts
             images_per_class += counts > 0
         progress.report((i + 1) / total * 0.98, f"tile {i + 1}/{total}, {writer.count} chips")
+    if read_any and not valid_any:
+        raise DeepPixelError(
+            f"The raster {info.path} holds only nodata (value {info.nodata}) or NaN where the samples are: there "
+            "is nothing to learn from. Check the raster's nodata value (gdal_edit.py -unsetnodata removes a wrong "
+            "one) and that the samples lie on the imagery.")
     present = [v for v in range(1, max_value + 1)]
     return {
         "accumulated": {v: int(accumulated[v]) for v in present if schema.by_value(v) or accumulated[v]},

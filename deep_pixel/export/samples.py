@@ -48,7 +48,27 @@ def _as_int(v):
     return None
 
 
-def resolve_class_values(raw_values, schema: ClassSchema | None = None):
+def _is_blank(v) -> bool:
+    if isinstance(v, (float, np.floating)) and not np.isfinite(v):
+        return True                      # a NULL read from a real-valued field
+    return v is None or str(v).strip() == ""
+
+
+def _check_whole_numbers(raw: list, feature_ids) -> None:
+    """A real-valued class field must hold whole numbers: 2.5 is no class (not the text '2.5')."""
+    bad = [i for i, v in enumerate(raw) if isinstance(v, (float, np.floating)) and not _is_blank(v)
+           and not float(v).is_integer()]
+    if bad:
+        ids = [feature_ids[i] if feature_ids is not None else i for i in bad]
+        shown = ", ".join(f"{fid} ({raw[i]:g})" for fid, i in list(zip(ids, bad))[:10])
+        more = f" and {len(bad) - 10} more" if len(bad) > 10 else ""
+        raise DeepPixelError(f"The class field holds numbers that are not whole: feature id(s) {shown}{more}. "
+                             "Class values must be integers: fix those features, or use a text field of "
+                             "class names.")
+
+
+def resolve_class_values(raw_values, schema: ClassSchema | None = None, feature_ids=None,
+                         fix: str = "Add them to the schema or fix the samples.", known: str = "the class schema"):
     """Map raw class-field values to integer class values.
 
     Integers are used as they are (named from the schema when given). Text is looked up by class
@@ -56,8 +76,9 @@ def resolve_class_values(raw_values, schema: ClassSchema | None = None):
     ``(values, schema, mapping)`` where ``values[i]`` is None for an empty field, and ``mapping``
     maps text names to values when text was mapped (so it can be reported and written).
     """
-    raw = list(raw_values)
-    present = [v for v in raw if v is not None and str(v).strip() != ""]
+    raw = [None if _is_blank(v) else v for v in raw_values]
+    _check_whole_numbers(list(raw_values), feature_ids)
+    present = [v for v in raw if v is not None]
     if not present:
         raise DeepPixelError("The samples have no class values: every feature's class field is empty.")
     as_ints = [_as_int(v) for v in present]
@@ -68,8 +89,8 @@ def resolve_class_values(raw_values, schema: ClassSchema | None = None):
         else:
             unknown = sorted({v for v in as_ints if schema.by_value(v) is None})
             if unknown:
-                raise DeepPixelError(f"Class values {unknown} are not in the class schema "
-                                     f"(values {schema.values}). Add them to the schema or fix the samples.")
+                raise DeepPixelError(f"Class values {unknown} are not in {known} "
+                                     f"(values {schema.values}). {fix}")
             schema.validate()
         return values, schema, {}
     texts = [str(v).strip() for v in present]
@@ -77,8 +98,8 @@ def resolve_class_values(raw_values, schema: ClassSchema | None = None):
         schema = ClassSchema.from_names(texts)
     unknown = sorted({t for t in texts if schema.by_name(t) is None})
     if unknown:
-        raise DeepPixelError(f"Class names {unknown} are not in the class schema "
-                             f"({', '.join(c.name for c in schema)}). Add them or fix the samples.")
+        raise DeepPixelError(f"Class names {unknown} are not in {known} "
+                             f"({', '.join(c.name for c in schema)}). {fix}")
     mapping_ = {t: schema.by_name(t).value for t in sorted(set(texts))}
     values = [mapping_[str(v).strip()] if v is not None and str(v).strip() != "" else None for v in raw]
     return values, schema, mapping_
@@ -103,12 +124,12 @@ class LabelBurner:
             raise DeepPixelError("The sample layer has no usable features: every geometry is empty "
                                  "or has no class value.")
         geoms = _to_crs([g for g, _ in pairs], samples.crs_wkt, raster_crs_wkt)
-        fixed = []
+        fixed, self.repaired = [], 0
         for g in geoms:
             if g.geom_type in ("Point", "MultiPoint", "LineString", "MultiLineString") and buffer_radius > 0:
                 g = g.buffer(buffer_radius)
             elif not g.is_valid:
-                g = g.buffer(0)
+                g, self.repaired = repair(g), self.repaired + 1
             fixed.append(g)
         self.geometries = fixed
         self.values = [int(v) for _, v in pairs]
@@ -120,7 +141,7 @@ class LabelBurner:
             mask = _to_crs([g for g in mask_geometries if g is not None and not g.is_empty],
                            mask_crs_wkt, raster_crs_wkt)
             from shapely.ops import unary_union
-            self.mask = unary_union([m if m.is_valid else m.buffer(0) for m in mask])
+            self.mask = unary_union([m if m.is_valid else repair(m) for m in mask])
 
     @property
     def bounds(self):
@@ -160,6 +181,20 @@ class LabelBurner:
                                                  transform=transform, dtype=np.uint8)
             out[inside == 0] = 0
         return out
+
+
+def repair(geometry):
+    """An invalid polygon made valid without losing parts (GEOS make_valid; buffer(0) drops one lobe
+    of a self-intersecting 'bow tie'). Lines and points that the repair may add are dropped: a polygon
+    labels areas."""
+    from shapely.geometry import MultiPolygon
+    from shapely.validation import make_valid
+    valid = make_valid(geometry)
+    if valid.geom_type in ("Polygon", "MultiPolygon"):
+        return valid
+    polygons = [p for g in getattr(valid, "geoms", [valid]) for p in getattr(g, "geoms", [g])
+                if p.geom_type == "Polygon" and not p.is_empty]
+    return MultiPolygon(polygons) if polygons else valid
 
 
 def _union_bounds(geoms):

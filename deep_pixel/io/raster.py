@@ -1,10 +1,12 @@
 """Reading rasters window by window, nodata masks, and describing a raster for the user."""
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import numpy as np
 import rasterio
+from rasterio._err import CPLE_BaseError
 from rasterio.windows import Window
 
 from ..core.errors import DeepPixelError
@@ -35,7 +37,7 @@ def open_raster(path: str):
     """Open a raster with rasterio, turning failures into a clear error."""
     try:
         return rasterio.open(path)
-    except rasterio.errors.RasterioIOError as e:
+    except (rasterio.errors.RasterioError, rasterio.errors.RasterioIOError, CPLE_BaseError) as e:
         raise DeepPixelError(
             f"Cannot open raster {path!r}: {e}. Check the path and that GDAL can read the format.") from e
 
@@ -55,6 +57,25 @@ def describe(ds) -> RasterInfo:
         transform=tuple(ds.transform)[:6], nodata=ds.nodata, band_names=names)
 
 
+@contextlib.contextmanager
+def gdal_reading(path: str):
+    """GDAL's failures while reading pixels (a truncated file, a VRT whose source is missing, a damaged
+    block) as one clear error naming the file and GDAL's reason."""
+    try:
+        yield
+    except (rasterio.errors.RasterioError, rasterio.errors.RasterioIOError, CPLE_BaseError) as e:
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise DeepPixelError(
+            f"Cannot read the pixels of {path}: {reason}. The file may be truncated or damaged, or a file it "
+            f"refers to (a VRT's source) may be missing; check it with: gdalinfo -checksum {path}") from e
+
+
+def read_bands(ds, indexes, window: Window, **kwargs) -> np.ndarray:
+    """``ds.read`` with GDAL's failures turned into a clear error."""
+    with gdal_reading(ds.name):
+        return ds.read(indexes, window=window, **kwargs)
+
+
 def read_window(ds, window: Window, bands=None) -> np.ndarray:
     """Read (bands, h, w); parts of the window outside the raster are filled with nodata/0."""
     indexes = list(bands) if bands else list(range(1, ds.count + 1))
@@ -62,9 +83,9 @@ def read_window(ds, window: Window, bands=None) -> np.ndarray:
               and window.col_off + window.width <= ds.width
               and window.row_off + window.height <= ds.height)
     if inside:
-        return ds.read(indexes, window=window)
+        return read_bands(ds, indexes, window)
     fill = ds.nodata if ds.nodata is not None and not np.isnan(ds.nodata) else 0
-    return ds.read(indexes, window=window, boundless=True, fill_value=fill)
+    return read_bands(ds, indexes, window, boundless=True, fill_value=fill)
 
 
 def valid_mask(data: np.ndarray, nodata) -> np.ndarray:
@@ -79,3 +100,17 @@ def valid_mask(data: np.ndarray, nodata) -> np.ndarray:
 
 def window_transform(ds, window: Window):
     return rasterio.windows.transform(window, ds.transform)
+
+
+def footprint_bounds(window: Window, transform) -> tuple:
+    """(left, bottom, right, top) around all four corners of ``window``: right for rotated grids too,
+    where the two corners rasterio's window bounds use miss part of the window."""
+    c0, r0 = window.col_off, window.row_off
+    c1, r1 = c0 + window.width, r0 + window.height
+    xs, ys = zip(*(transform * (c, r) for c, r in ((c0, r0), (c1, r0), (c0, r1), (c1, r1))))
+    return (min(xs), min(ys), max(xs), max(ys))
+
+
+def raster_bounds(ds) -> tuple:
+    """The whole raster's footprint_bounds."""
+    return footprint_bounds(Window(0, 0, ds.width, ds.height), ds.transform)

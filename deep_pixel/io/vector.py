@@ -18,6 +18,7 @@ class VectorData:
     attributes: dict          # field name -> list of values, one per feature
     crs_wkt: str | None
     field_names: list
+    fids: list = None         # the features' ids (for messages naming a feature)
 
 
 def read_vector(path: str, layer: str | None = None) -> VectorData:
@@ -40,10 +41,11 @@ def read_vector(path: str, layer: str | None = None) -> VectorData:
     srs = lyr.GetSpatialRef()
     if srs is not None:
         srs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
-    geoms, attrs = [], {n: [] for n in names}
+    geoms, attrs, fids = [], {n: [] for n in names}, []
     for feat in lyr:
+        fids.append(feat.GetFID())
         g = feat.GetGeometryRef()
         geoms.append(wkb.loads(bytes(g.ExportToIsoWkb())) if g is not None else None)
         for n in names:
             attrs[n].append(feat.GetField(n))
-    return VectorData(geoms, attrs, srs.ExportToWkt() if srs is not None else None, names)
+    return VectorData(geoms, attrs, srs.ExportToWkt() if srs is not None else None, names, fids)

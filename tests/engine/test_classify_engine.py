@@ -148,7 +148,7 @@ def test_rasters_that_do_not_fit_the_model(scene, trained_scene_model, tmp_path)
         classify(coarse, trained_scene_model, str(tmp_path / "x.tif"), ClassifyOptions(device="cpu"))
     with pytest.raises(DeepPixelError, match="multiple of 16"):
         classify(scene.image, trained_scene_model, str(tmp_path / "x.tif"), ClassifyOptions(tile_size=100))
-    with pytest.raises(DeepPixelError, match="is the input raster"):
+    with pytest.raises(DeepPixelError, match="would overwrite the input INPUT_RASTER"):
         classify(scene.image, trained_scene_model, scene.image, ClassifyOptions())
     assert not os.path.exists(tmp_path / "x.tif")
 

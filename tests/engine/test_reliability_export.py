@@ -99,7 +99,7 @@ def test_float32_nan_nodata(tmp_path):
 
 def test_output_equal_to_input(tmp_path):
     path = raster(tmp_path / "r.tif")
-    with pytest.raises(DeepPixelError, match="also an input"):
+    with pytest.raises(DeepPixelError, match="OUTPUT_FOLDER .* would overwrite the input INPUT_RASTER"):
         export_training_data(path, samples(), path, OPTS)
     with pytest.raises(DeepPixelError, match="contains the input"):
         export_training_data(path, samples(), str(tmp_path), OPTS)
