@@ -15,7 +15,8 @@ import pytest
 import rasterio
 from affine import Affine
 from conftest import snapshot
-from osgeo import gdal, ogr, osr
+from gis_files import EPSG, gdal_burn, write_raster, write_vector
+from osgeo import gdal, ogr
 from shapely.geometry import Polygon, box
 
 from deep_pixel.core.errors import DeepPixelError
@@ -25,43 +26,7 @@ from deep_pixel.export.run import ExportOptions, export_training_data
 from deep_pixel.export.samples import Samples, repair
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-EPSG = 32633
 ROTATED = Affine(0.866, -0.5, 1000, -0.5, -0.866, 2000)      # 1 m pixels turned by 30 degrees
-
-
-def write_raster(path, data, transform=Affine(1, 0, 1000, 0, -1, 2000), crs=EPSG, nodata=None):
-    kw = dict(transform=transform, crs=rasterio.crs.CRS.from_epsg(crs)) if transform is not None else {}
-    with rasterio.open(path, "w", driver="GTiff", width=data.shape[2], height=data.shape[1], count=data.shape[0],
-                       dtype=data.dtype.name, nodata=nodata, **kw) as dst:
-        dst.write(data)
-    return str(path)
-
-
-def write_vector(path, geoms, values, field_type=ogr.OFTInteger):
-    """A GeoPackage with a 'cls' field, written by OGR (as a user's file would be)."""
-    ds = ogr.GetDriverByName("GPKG").CreateDataSource(str(path))
-    srs = osr.SpatialReference()
-    srs.ImportFromEPSG(EPSG)
-    lyr = ds.CreateLayer("samples", srs, ogr.wkbUnknown)
-    lyr.CreateField(ogr.FieldDefn("cls", field_type))
-    for g, v in zip(geoms, values):
-        f = ogr.Feature(lyr.GetLayerDefn())
-        f.SetField("cls", v)
-        f.SetGeometry(ogr.CreateGeometryFromWkt(g.wkt))
-        lyr.CreateFeature(f)
-    ds = None
-    return str(path)
-
-
-def gdal_burn(raster_path, vector_path):
-    """What GDAL's rasterizer burns for the vector on the raster's grid (the reference)."""
-    src = gdal.Open(raster_path)
-    mem = gdal.GetDriverByName("MEM").Create("", src.RasterXSize, src.RasterYSize, 1, gdal.GDT_Byte)
-    mem.SetGeoTransform(src.GetGeoTransform())
-    mem.SetProjection(src.GetProjection())
-    vec = ogr.Open(vector_path)
-    gdal.RasterizeLayer(mem, [1], vec.GetLayer(0), options=["ATTRIBUTE=cls"])
-    return mem.ReadAsArray()
 
 
 def exported_labels(folder):
