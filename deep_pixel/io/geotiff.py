@@ -14,6 +14,7 @@ import tempfile
 
 import numpy as np
 import rasterio
+from rasterio._err import CPLE_BaseError
 from rasterio.enums import Resampling
 
 from ..core.errors import DeepPixelError
@@ -62,6 +63,12 @@ class StagedGeoTiff:
             raise DeepPixelError(f"Writing {self.target} failed ({e}); the disk may be full. Nothing was kept.") from e
 
     def finish(self, *, colormap=None, tags=None, overviews=True) -> None:
+        try:
+            self._finish(colormap, tags, overviews)
+        except (OSError, CPLE_BaseError) as e:      # RasterioIOError is an OSError
+            raise DeepPixelError(f"Writing {self.target} failed ({e}); the disk may be full. Nothing was kept.") from e
+
+    def _finish(self, colormap, tags, overviews) -> None:
         ds = self.ds
         if colormap:
             ds.write_colormap(1, colormap)

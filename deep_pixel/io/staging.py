@@ -72,8 +72,11 @@ def staged_file(target: str):
         yield tmp
         normal_permissions(tmp)
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as e:
         for p in (tmp, tmp + ".aux.xml", tmp + ".ovr"):
             with contextlib.suppress(OSError):
                 os.remove(p)
+        if isinstance(e, OSError):
+            raise DeepPixelError(f"Writing {target} failed ({e.strerror or e}); the disk may be full or the "
+                                 "folder not writable. Nothing was kept.") from e
         raise
