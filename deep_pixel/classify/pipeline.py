@@ -100,8 +100,11 @@ class _Progress:
         self.progress.report(self.done / self.total * 0.97, f"tile {self.done}/{self.total}, ETA {left:.0f} s")
 
 
-def run_tiles(reader, info, tile, rows, cols, classes, predictor, batch, write, excluded, confidence, progress):
-    """Classify every tile; ``write(StripRows)`` receives each strip's final rows, in order.
+def run_tiles(reader, info, tile, rows, cols, classes, predictor, batch, write, excluded, confidence, progress,
+              next_row=None):
+    """Classify every tile of the strips starting at ``rows``; ``write(StripRows)`` receives each strip's
+    final rows, in order. ``next_row``: where the strip after the last one starts (default: the raster's
+    end), for a run over part of the strips.
 
     Returns (tiles skipped, blending bytes)."""
     blender = RollingBlender(info.height, info.width, classes, tile)
@@ -111,7 +114,7 @@ def run_tiles(reader, info, tile, rows, cols, classes, predictor, batch, write, 
     try:
         stream = iter(tiles)
         for i, r0 in enumerate(rows):
-            next_r0 = rows[i + 1] if i + 1 < len(rows) else info.height
+            next_r0 = rows[i + 1] if i + 1 < len(rows) else (next_row or info.height)
             blender.start_strip(r0, next_r0)
             out = StripRows(r0, min(next_r0, info.height) - r0, info.width, excluded, confidence)
             pending = []

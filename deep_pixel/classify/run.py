@@ -12,18 +12,16 @@ import os
 import time
 from dataclasses import dataclass, field, replace
 
-import numpy as np
 import rasterio
 
 from ..core.errors import Cancelled, DeepPixelError
 from ..core.progress import Progress, check
 from ..core.tiles import TileParams
 from ..io.destinations import Place, check_destinations
-from ..io.geotiff import CONFIDENCE_NODATA, NODATA, StagedGeoTiff, class_dtype, class_tags, colormap
-from ..io.raster import describe, footprint_bounds, open_raster
-from .checks import bands_to_read, check_grid, excluded_classes
+from ..io.raster import open_raster
+from .job import prepare_job
 from .options import ClassifyOptions
-from .pipeline import TileReader, run_tiles
+from .outputs import ClassOutputs
 
 # GDAL's block cache while classifying (its default is 5% of the RAM): enough for the overlap of
 # neighbouring tiles and the output's partly written blocks; more would only grow with the raster.
@@ -131,6 +129,7 @@ def _check_output(output_path):
 
 
 def classify_raster(input_path, package, output_path, options, progress) -> ClassifyResult:
+    """Classify one raster into ``output_path`` (and the optional per-pixel outputs of ``options``)."""
     from ..core.device import select_device
     _check_output(output_path)
     if options.output_confidence:
@@ -142,112 +141,20 @@ def classify_raster(input_path, package, output_path, options, progress) -> Clas
     device, reason = select_device(options.device)
     progress.log(f"Device: {reason}.")
     with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES), open_raster(input_path) as ds:
-        info = describe(ds)
-        bands = bands_to_read(info, package)
-        check_grid(info, package, progress)
-        depth = int(package.model_params.get("encoder_depth", 5))
-        tile = TileParams.resolve(options, package.tile_size[0], 2 ** depth, (info.height, info.width))
-        excluded = excluded_classes(package.schema, options.predict_background, progress)
-        mask = _mask_burner(options.mask_polygons, ds, info)
-        from .runtime_choice import choose_runtime
-        runtime, why = choose_runtime(package, device, options.runtime, options.precision, progress)
-        progress.log(f"Runtime: {why}.")
-        from .predictor import Predictor
-        predictor = Predictor(runtime, options.test_time_augmentation, progress)
-        batch = _batch_size(options.batch_size, tile.tile, device)
-        rows = tile.starts(info.height, options.grid_offset[0])
-        cols = tile.starts(info.width, options.grid_offset[1])
-        total = len(rows) * len(cols)
-        overlap = tile.overlap_factor(info.height, info.width, options.grid_offset)
-        progress.log(f"{info.width} x {info.height} px, {len(bands)} band(s): {total} tiles of {tile.tile} px "
-                     f"(padding {tile.padding}) in {len(rows)} strips, overlap factor {overlap:.2f} (pixels "
-                     f"computed / raster pixels), batch size {batch}" + (
-                         f" ({options.batch_size} asked; one batch stays within the CPU memory budget)"
-                         if batch < options.batch_size else "")
-                     + (", test-time augmentation x8" if options.test_time_augmentation else "") + ".")
-        outputs = _Outputs(output_path, options.output_confidence, ds, info, package)
-        reader = TileReader(ds, bands, info, tile.tile, mask, package.transform)
+        job = prepare_job(ds, package, options, device, progress)
+        job.log_plan(options, progress)
+        outputs = ClassOutputs(output_path, options.output_confidence, ds, job.info, package)
         try:
-            skipped, blend_bytes = run_tiles(reader, info, tile.tile, rows, cols, package.num_classes, predictor,
-                                             batch, outputs.write, excluded, outputs.conf is not None, progress)
-            outputs.finish(package, options, tile, progress)
+            skipped, blend_bytes = job.run(ds, job.rows, outputs, progress)
+            outputs.finish(package, options, job.tile, progress)
         except BaseException:
             outputs.discard()
             raise
-    seconds = time.monotonic() - started
-    progress.log(f"Classified {total - skipped} tiles in {seconds:.1f} s on {device.type} "
+    seconds, info, runtime = time.monotonic() - started, job.info, job.runtime
+    progress.log(f"Classified {job.total - skipped} tiles in {seconds:.1f} s on {device.type} "
                  f"({runtime.name}, {runtime.precision}); {skipped} tiles without valid pixels skipped; "
                  f"{info.width * info.height / 1e6 / max(seconds, 1e-9):.2f} megapixels/s. Output: {output_path}")
-    return ClassifyResult(output_path, options.output_confidence, str(device), total, skipped, seconds,
-                          list(package.class_values), tile, blend_bytes, [c.to_json() for c in package.schema.classes],
-                          runtime=runtime.name, precision=runtime.precision, overlap_factor=overlap)
-
-
-def _batch_size(requested, tile, device):
-    from .options import cpu_batch
-    if device.type != "cuda":
-        return cpu_batch(requested, tile)
-    from ..core.device import cuda_batch
-    return cuda_batch(requested, tile, device)
-
-
-class _Outputs:
-    """The class raster (and optional confidence raster) being written, and how rows are decided."""
-
-    def __init__(self, output_path, confidence_path, ds, info, package):
-        self.dtype = class_dtype(package.class_values)
-        self.lut = np.array([NODATA] + list(package.class_values), dtype=self.dtype)
-        self.out = StagedGeoTiff(output_path, width=info.width, height=info.height, crs=ds.crs,
-                                 transform=ds.transform, dtype=self.dtype, nodata=NODATA)
-        self.conf = None
-        if confidence_path:
-            try:
-                self.conf = StagedGeoTiff(confidence_path, width=info.width, height=info.height, crs=ds.crs,
-                                          transform=ds.transform, dtype="float32", nodata=CONFIDENCE_NODATA)
-            except BaseException:
-                self.out.discard()
-                raise
-
-    def write(self, rows) -> None:
-        """A strip's final rows (tile_pipeline.StripRows) -> classes (and confidence) in the output files."""
-        keep = rows.keep & (rows.index >= 0)
-        self.out.write_rows(rows.row, np.where(keep, self.lut[rows.index + 1], NODATA).astype(self.dtype))
-        if self.conf is not None:
-            self.conf.write_rows(rows.row, np.where(keep, rows.confidence, CONFIDENCE_NODATA).astype("float32"))
-
-    def finish(self, package, options, tile, progress) -> None:
-        progress.report(1.0, "writing overviews and metadata")
-        self.out.finish(colormap=colormap(package.schema) if self.dtype == "uint8" else None,
-                        tags=class_tags(package, options, tile))
-        classes = [c.to_json() for c in package.schema.classes]
-        self.out.set_style(classes)
-        self.out.set_category_names(classes)
-        if self.conf is not None:
-            self.conf.finish(tags={"DEEP_PIXEL_CONFIDENCE": "probability of the winning class (blended)"})
-        progress.check_cancelled()
-        self.out.commit()
-        if self.conf is not None:
-            self.conf.commit()
-
-    def discard(self) -> None:
-        self.out.discard()
-        if self.conf is not None:
-            self.conf.discard()
-
-
-def _mask_burner(mask_path, ds, info):
-    """None, or a function Window -> (h, w) bool True inside the mask polygons (burned like samples)."""
-    if not mask_path:
-        return None
-    from ..export.samples import LabelBurner, Samples
-    from ..io.vector import read_vector
-    vec = read_vector(mask_path)
-    try:
-        burner = LabelBurner(Samples(vec.geometries, [1] * len(vec.geometries), vec.crs_wkt), info.crs_wkt)
-    except DeepPixelError:
-        raise DeepPixelError(f"The mask layer {mask_path} has no usable polygons.") from None
-
-    def burn(window):
-        shape = (int(window.height), int(window.width))
-        return burner.burn(ds.window_transform(window), shape, footprint_bounds(window, ds.transform)) > 0
-    return burn
+    return ClassifyResult(output_path, options.output_confidence, str(device), job.total, skipped, seconds,
+                          list(package.class_values), job.tile, blend_bytes,
+                          [c.to_json() for c in package.schema.classes], runtime=runtime.name,
+                          precision=runtime.precision, overlap_factor=job.overlap)
