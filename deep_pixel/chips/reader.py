@@ -102,13 +102,29 @@ def _inside(folder, path):
 def _resolve(folder, rel):
     """A map.txt path inside ``folder``. Absolute paths written on another machine (the reference
     tools write them) resolve to their last two parts (``images/x.tif``) inside the folder; a chip
-    is never read from outside the chips folder (map.txt is input we do not trust)."""
+    is never read from outside the chips folder (map.txt is input we do not trust), nor through a
+    symbolic link that leads out of it (refused, naming the link)."""
     p = os.path.join(folder, rel)
     if os.path.isfile(p) and _inside(folder, p):
         return p
     tail = "/".join(part for part in rel.split("/")[-2:] if part not in ("", ".", ".."))
-    q = os.path.join(folder, tail)
-    return q if tail and os.path.isfile(q) and _inside(folder, q) else os.path.join(folder, tail or "?")
+    q = os.path.join(folder, tail or "?")
+    if tail and os.path.lexists(q) and not _inside(folder, q):
+        raise _link_out(folder, q)
+    return q
+
+
+def _link_out(folder, path) -> DeepPixelError:
+    """The error for ``path`` (inside ``folder`` by name) whose real location is outside the folder."""
+    link, part = path, folder
+    for name in os.path.relpath(path, folder).split(os.sep):
+        part = os.path.join(part, name)
+        if os.path.islink(part):
+            link = part
+            break
+    return DeepPixelError(f"{link} is a symbolic link to {os.path.realpath(link)}, outside the chips folder "
+                          f"{folder}: chips are read only from inside it. Copy the files into the folder instead "
+                          "of linking them, or remove that line from map.txt.")
 
 
 def _load_json(path, progress=None):
@@ -161,23 +177,54 @@ def _valid_stats(stats, bands) -> bool:
     return all(s >= 0 for s in stats["std"])
 
 
-def _reference_schema(folder) -> ClassSchema | None:
-    stats = _load_json(os.path.join(folder, "esri_accumulated_stats.json")) or {}
-    emd = _load_json(os.path.join(folder, "esri_model_definition.emd")) or {}
+def _reference_schema(folder) -> tuple:
+    """(ClassSchema or None, the file it comes from) from the reference tools' metadata."""
+    stats_path = os.path.join(folder, "esri_accumulated_stats.json")
+    emd_path = os.path.join(folder, "esri_model_definition.emd")
+    stats, emd = _load_json(stats_path) or {}, _load_json(emd_path) or {}
     emd_classes, stats_classes = emd.get("Classes"), stats.get("Classes")
     records = [{"Value": c.get("Value"), "Name": c.get("Name"), "Color": c.get("Color")}
                for c in (emd_classes if isinstance(emd_classes, list) else []) if isinstance(c, dict)]
+    source = emd_path
     if not records:
         records = [{"Value": c.get("ClassValue"), "Name": c.get("ClassName"),
                     "Color": c.get("Color")}
                    for c in (stats_classes if isinstance(stats_classes, list) else []) if isinstance(c, dict)]
+        source = stats_path
     records = [r for r in records if r["Value"] not in (None, 0)]
     if not records:
-        return None
+        return None, None
     for r in records:
         if r["Color"] is None:
             r.pop("Color")
-    return ClassSchema.from_records(records, os.path.join(folder, "esri_model_definition.emd"))
+    return ClassSchema.from_records(records, source), source
+
+
+def _folder_schema(folder, meta) -> tuple:
+    """(ClassSchema or None, the file listing the classes): ours, else the reference tools'."""
+    if meta.get("schema"):
+        records = meta["schema"]
+        records = records.get("classes", records) if isinstance(records, dict) else records
+        source = os.path.join(folder, EXPORT_METADATA)
+        schema = ClassSchema.from_records(records, source)
+        if schema:
+            return schema, source
+    return _reference_schema(folder)
+
+
+def _check_label_values(chips, label_paths, schema, source) -> None:
+    """Every label value of every chip is in the folder's class list (it would become a new class)."""
+    if not schema:
+        return
+    known = set(schema.values) | {0}
+    for chip, path in zip(chips, label_paths):
+        extra = sorted(set(np.unique(chip.labels).tolist()) - known)
+        if extra:
+            listed = ", ".join(f"{c.value} {c.name}" for c in schema)
+            raise DeepPixelError(
+                f"The label chip {path} holds the class value {extra[0]}, which is not in the chips folder's class "
+                f"list ({os.path.basename(source)}: {listed}). Export the chips again with a class schema that "
+                f"has class {extra[0]}, or add it to the class list in {source}.")
 
 
 def _read_raster(path, what):
@@ -196,6 +243,62 @@ def _read_raster(path, what):
     return data, nodata, bounds, crs
 
 
+def _label_chip(labels, lab_rel) -> np.ndarray:
+    """The first band of a label chip as uint8/uint16 class values (checked)."""
+    lab = labels[0]
+    if lab.dtype.kind not in "iu" or (lab.size and int(lab.min()) < 0):
+        raise DeepPixelError(f"{lab_rel}: label chips must hold non-negative integer class values.")
+    top = int(lab.max(initial=0))
+    if top > 65535:
+        raise DeepPixelError(f"{lab_rel} holds the class value {top}; class values must be "
+                             "1 to 65535 in a label chip (0 = unlabelled). Renumber the classes and export again.")
+    return lab.astype(np.uint16 if top > 255 else np.uint8)
+
+
+def _valid_pixels(image, nodata) -> np.ndarray:
+    """Pixels that are not nodata; NaN or infinite values count as nodata (they would poison the statistics)."""
+    valid = np.ones(image.shape[1:], bool) if nodata is None else ~np.all(image == nodata, axis=0)
+    if image.dtype.kind == "f":
+        valid &= np.all(np.isfinite(image), axis=0)
+    return valid
+
+
+def _read_pair(folder, k, img_rel, lab_rel, windows) -> tuple:
+    """One map.txt line -> (Chip, CRS of the image chip)."""
+    image, nodata, bounds, crs = _read_raster(_resolve(folder, img_rel), "image")
+    labels, _, _, _ = _read_raster(_resolve(folder, lab_rel), "label")
+    if labels.shape[1:] != image.shape[1:]:
+        raise DeepPixelError(f"{lab_rel} is {labels.shape[2]}x{labels.shape[1]} px but {img_rel} is "
+                             f"{image.shape[2]}x{image.shape[1]}: image and label chips must match. "
+                             "Re-export the chips or remove that line from map.txt.")
+    if img_rel in windows:
+        box, space = windows[img_rel], f"window:{folder}"
+    elif bounds is not None:
+        box, space = tuple(bounds), f"crs:{crs}"
+    else:
+        box, space = None, f"chip:{folder}:{k}"
+    chip = Chip(image, _label_chip(labels, lab_rel), _valid_pixels(image, nodata),
+                f"{os.path.basename(folder)}/{img_rel}", box, space)
+    return chip, crs
+
+
+def _read_chips(folder, pairs, windows, progress) -> tuple:
+    """Every chip of map.txt -> (chips, CRS of the first image chip); all of the same band count."""
+    chips, first_crs = [], None
+    for k, (img_rel, lab_rel) in enumerate(pairs):
+        progress.check_cancelled()
+        chip, crs = _read_pair(folder, k, img_rel, lab_rel, windows)
+        if not chips:
+            first_crs = crs
+        elif chip.image.shape[0] != chips[0].image.shape[0]:
+            raise DeepPixelError(f"{img_rel} has {chip.image.shape[0]} band(s) but the first chip has "
+                                 f"{chips[0].image.shape[0]}: every chip of a folder must come from the same "
+                                 "bands. Re-export the chips.")
+        chips.append(chip)
+        progress.report((k + 1) / len(pairs), f"read {k + 1}/{len(pairs)} chips")
+    return chips, first_crs
+
+
 def read_folder(folder: str, progress: Progress | None = None) -> ChipSet:
     """One chips folder -> ChipSet (all chips in memory)."""
     progress = check(progress)
@@ -204,48 +307,15 @@ def read_folder(folder: str, progress: Progress | None = None) -> ChipSet:
         raise DeepPixelError(f"The training data folder {folder} does not exist.")
     pairs = read_map(folder)
     meta = _load_json(os.path.join(folder, EXPORT_METADATA), progress)
-    windows = _windows(meta)
-    chips, dtype, shape, first_crs = [], None, None, None
-    for k, (img_rel, lab_rel) in enumerate(pairs):
-        progress.check_cancelled()
-        image, nodata, bounds, crs = _read_raster(_resolve(folder, img_rel), "image")
-        labels, _, _, _ = _read_raster(_resolve(folder, lab_rel), "label")
-        if labels.shape[1:] != image.shape[1:]:
-            raise DeepPixelError(f"{lab_rel} is {labels.shape[2]}x{labels.shape[1]} px but {img_rel} is "
-                                 f"{image.shape[2]}x{image.shape[1]}: image and label chips must match. "
-                                 "Re-export the chips or remove that line from map.txt.")
-        if shape is None:
-            shape, dtype, first_crs = image.shape, image.dtype, crs
-        elif image.shape[0] != shape[0]:
-            raise DeepPixelError(f"{img_rel} has {image.shape[0]} band(s) but the first chip has {shape[0]}: "
-                                 "every chip of a folder must come from the same bands. Re-export the chips.")
-        valid = np.ones(image.shape[1:], bool) if nodata is None else ~np.all(image == nodata, axis=0)
-        lab = labels[0]
-        if lab.dtype.kind not in "iu" or (lab.size and int(lab.min()) < 0):
-            raise DeepPixelError(f"{lab_rel}: label chips must hold non-negative integer class values.")
-        if int(lab.max(initial=0)) > 65535:
-            raise DeepPixelError(f"{lab_rel} holds the class value {int(lab.max())}; class values must be "
-                                 "1 to 65535 in a label chip (0 = unlabelled). Renumber the classes and export again.")
-        lab = lab.astype(np.uint16 if int(lab.max(initial=0)) > 255 else np.uint8)
-        if img_rel in windows:
-            box, space = windows[img_rel], f"window:{folder}"
-        elif bounds is not None:
-            box, space = tuple(bounds), f"crs:{crs}"
-        else:
-            box, space = None, f"chip:{folder}:{k}"
-        chips.append(Chip(image, lab, valid, f"{os.path.basename(folder)}/{img_rel}", box, space))
-        progress.report((k + 1) / len(pairs), f"read {k + 1}/{len(pairs)} chips")
+    chips, first_crs = _read_chips(folder, pairs, _windows(meta), progress)
+    shape, dtype = chips[0].image.shape, chips[0].image.dtype
     meta = meta or {}
     bands = meta.get("bands")
     if not (isinstance(bands, list) and len(bands) == shape[0]
             and all(isinstance(b, int) and not isinstance(b, bool) and b >= 1 for b in bands)):
         bands = list(range(1, shape[0] + 1))
-    schema = None
-    if meta.get("schema"):
-        records = meta["schema"]
-        records = records.get("classes", records) if isinstance(records, dict) else records
-        schema = ClassSchema.from_records(records, os.path.join(folder, EXPORT_METADATA))
-    schema = schema or _reference_schema(folder)
+    schema, source = _folder_schema(folder, meta)
+    _check_label_values(chips, [_resolve(folder, lab) for _, lab in pairs], schema, source)
     stats = meta.get("band_stats")
     if not _valid_stats(stats, shape[0]):
         progress.log(f"{os.path.basename(folder)}: no usable export band statistics; computing them from the chips.")

@@ -13,21 +13,24 @@ import copy
 import math
 import os
 import time
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..chips.reader import read_chip_folders
 from ..core.device import select_device
-from ..core.errors import Cancelled, DeepPixelError
+from ..core.errors import Cancelled, DeepPixelError, Terminated
 from ..core.inputs import InputTransform
 from ..core.progress import Progress, check
 from ..io.staging import check_output_folder, staged_folder
 from ..model.registry import build_model
 from .augment import BatchMaker, augmentation_set, label_lut
 from .checkpoint import Checkpoints
+from .health import Health
 from .lr_finder import find_learning_rate
 from .options import AUTO_VALIDATION_MIN_CHIPS, MIN_STEPS_PER_EPOCH, TrainOptions, network_parameters
+from .pretrained import freeze, load_matching, load_pretrained
 from .split import spatial_split
 from .step import SegmentationLoss, Stepper, class_weights
 from .write import build_emd, model_name, sample_pictures, training_log, write_model
@@ -52,62 +55,6 @@ def ndvi_pair(band_names, bands):
     nir = [i for i, n in enumerate(names) if n in ("nir", "near infrared", "near-infrared", "nir1")]
     red = [i for i, n in enumerate(names) if n == "red"]
     return [nir[0], red[0]] if nir and red else None
-
-
-def _load_pretrained(options, data, progress):
-    """-> (package or None, encoder state dict or None)."""
-    path = options.pretrained_model
-    if not path:
-        return None, None
-    if not os.path.exists(path):
-        raise DeepPixelError(f"The pretrained model {path} does not exist.")
-    if path.lower().endswith((".emd", ".dlpk")) or os.path.isdir(path):
-        from ..model.package import load_package
-        pkg = load_package(path)
-        model_type, backbone = options.network()
-        if options.network_given and (pkg.model_type, pkg.backbone.lower()) != (model_type, backbone.lower()):
-            raise DeepPixelError(f"The pretrained model {os.path.basename(path)} is {pkg.model_type}/{pkg.backbone} "
-                                 f"but MODEL_TYPE/BACKBONE are {model_type}/{backbone}: a model "
-                                 f"is fine-tuned with its own network. Set MODEL_TYPE={pkg.model_type} and "
-                                 f"BACKBONE={pkg.backbone} (or leave both out), or leave PRETRAINED_MODEL empty.")
-        if pkg.transform.bands != data.num_bands:
-            raise DeepPixelError(f"The pretrained model {os.path.basename(path)} takes {pkg.transform.bands} "
-                                 f"band(s) but the chips have {data.num_bands}; fine-tune only on chips "
-                                 "exported from the same bands.")
-        return pkg, None
-    from ..model.package import load_state_dict
-    state = load_state_dict(path)
-    return None, {k[len("encoder."):] if k.startswith("encoder.") else k: v for k, v in state.items()}
-
-
-HEAD_PREFIXES = ("fc.", "classifier.", "head.", "last_linear.")   # ImageNet heads: no place in an encoder
-
-
-def _load_matching(module, state, what, progress, backbone=None):
-    own = module.state_dict()
-    fit = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
-    if not fit:
-        raise DeepPixelError(f"No weight of the {what} fits this network (wrong backbone?). Use weights "
-                             "of the same BACKBONE.")
-    if backbone is not None:
-        # A first convolution of another band count may differ; anything else left over means the
-        # file was saved from another backbone (resnet18 weights half-fill a resnet34, silently).
-        unused = [k for k in state if k not in fit and not k.startswith(HEAD_PREFIXES)]
-        missing = [k for k in own if k not in fit and "num_batches_tracked" not in k]
-        if len(unused) > 2 or len(missing) > 2:
-            raise DeepPixelError(f"The {what} does not fit BACKBONE {backbone}: {len(missing)} tensor(s) of the "
-                                 f"encoder find no match and {len(unused)} of the file have no place (e.g. "
-                                 f"{(unused or missing)[0]!r}). It was saved from another backbone; set BACKBONE "
-                                 "to the one it comes from.")
-    module.load_state_dict(fit, strict=False)
-    skipped = len(own) - len(fit)
-    progress.log(f"Loaded {len(fit)} tensors from the {what}" + (f"; {skipped} kept fresh (shapes differ or "
-                                                                  "missing)." if skipped else "."))
-
-
-def _freeze(model, frozen: bool):
-    for p in model.encoder.parameters():
-        p.requires_grad_(not frozen)
 
 
 def _schedule(total_steps, warmup_fraction):
@@ -143,9 +90,12 @@ def train_model(folders, output_folder: str, options: TrainOptions | None = None
     checkpoints = Checkpoints(output_folder, model_name(output_folder), folders, progress)
     try:
         result = _train(folders, output_folder, options, progress, checkpoints)
-    except Cancelled:
-        checkpoints.remove()
-        raise
+    except Cancelled as e:
+        if not isinstance(e, Terminated):        # SIGTERM (a scheduler's stop) keeps the best epoch so far
+            checkpoints.remove()
+            raise
+        notice = checkpoints.kept_notice()
+        raise Terminated(f"{e} {notice}" if notice else str(e)) from e
     except BaseException:
         notice = checkpoints.kept_notice()
         if notice:
@@ -162,8 +112,12 @@ class BestEpoch:
         self.monitor, self.patience = monitor, patience
         self.value, self.state, self.epoch, self.summary, self.stale = None, None, 0, {}, 0
 
-    def update(self, epoch: int, value, summary: dict, model) -> bool:
-        """Record an epoch; True when it is the best so far (its weights are kept)."""
+    def update(self, epoch: int, value, summary: dict, model, sound: bool = True) -> bool:
+        """Record an epoch; True when it is the best so far (its weights are kept). An epoch that is not
+        sound (see health.py: its losses are not numbers) is never the best."""
+        if not sound:
+            self.stale += 1
+            return False
         improved = _better(self.monitor, value, self.value)
         if improved or self.state is None:
             self.value = value if improved else self.value
@@ -234,7 +188,7 @@ def _prepare_data(run: _Run, folders) -> None:
 def _prepare_network(run: _Run) -> None:
     """Architecture, backbone, decoder and input transform: the pretrained package's, or the options'."""
     options, progress, data = run.options, run.progress, run.data
-    run.pkg, run.encoder_state = _load_pretrained(options, data, progress)
+    run.pkg, run.encoder_state = load_pretrained(options, data, progress)
     if run.pkg is not None:
         pkg = run.pkg
         run.model_type, run.backbone, run.params = pkg.model_type, pkg.backbone, dict(pkg.model_params)
@@ -269,6 +223,11 @@ def _prepare_split(run: _Run) -> None:
         progress.warn("No separate validation chips (too few chips or VALIDATION_PERCENT=0): metrics and "
                       "the best epoch are measured on the training chips.")
     run.eval_idx = valid_idx or run.train_idx
+    counts = data.pixels_per_class(valid_idx) if valid_idx else {}
+    if valid_idx and not any(counts.get(v) for v in run.class_values if v not in run.ignore):
+        raise DeepPixelError(f"None of the {len(valid_idx)} validation chips holds a labelled pixel of a class that "
+                             "is trained, so no epoch could be measured. Raise VALIDATION_PERCENT, or set it to 0 "
+                             "to measure on the training chips, or draw more training samples.")
 
 
 def _prepare_batches(run: _Run) -> None:
@@ -299,12 +258,13 @@ def _prepare_model(run: _Run) -> None:
     options, progress = run.options, run.progress
     model = build_model(run.model_type, run.backbone, run.transform.channels, len(run.class_values), **run.params)
     if run.pkg is not None:
-        _load_matching(model, torch.load(run.pkg.weights_path, map_location="cpu", weights_only=True),
-                       "pretrained model", progress)
+        load_matching(model, torch.load(run.pkg.weights_path, map_location="cpu", weights_only=True),
+                      f"pretrained model {options.pretrained_model}", progress)
     elif run.encoder_state is not None:
-        _load_matching(model.encoder, run.encoder_state, "encoder weights file", progress, run.backbone)
+        load_matching(model.encoder, run.encoder_state, f"encoder weights file {options.pretrained_model}",
+                      progress, run.backbone)
     run.frozen = bool(options.pretrained_model) and options.freeze_backbone
-    _freeze(model, run.frozen)
+    freeze(model, run.frozen)
     run.model = model.to(run.device).train()
     progress.log(f"Network {run.model_type}/{run.backbone}, {run.transform.channels} input channel(s), "
                  f"{len(run.class_values)} classes, {run.why}; crops of {run.crop} px, batch {options.batch_size}"
@@ -333,6 +293,7 @@ def _prepare_optimiser(run: _Run) -> None:
     for g in optimizer.param_groups:
         g["lr"] = run.lr
         g["initial_lr"] = run.lr
+    run.health = Health(run.lr, bool(options.pretrained_model))
     run.steps_per_epoch = options.arg("steps_per_epoch") or max(MIN_STEPS_PER_EPOCH,
                                                                 math.ceil(len(run.train_idx) / run.batch))
     run.total = run.steps_per_epoch * options.max_epochs
@@ -347,14 +308,16 @@ def _fit(run: _Run, checkpoints) -> None:
     for epoch in range(1, options.max_epochs + 1):
         if run.frozen and options.arg("unfreeze_after") and epoch == options.arg("unfreeze_after") + 1:
             run.frozen = False
-            _freeze(run.model, False)
+            freeze(run.model, False)
             progress.log(f"Epoch {epoch}: backbone unfrozen.")
         losses, seconds = _train_epoch(run, epoch)
         record = _evaluate_epoch(run, epoch, losses, seconds)
-        best = run.best.update(epoch, record[options.monitor], run.summary, run.model)
+        sound = run.health.sound(record)
+        best = run.best.update(epoch, record[options.monitor], run.summary, run.model, sound)
         progress.log(f"Epoch {epoch}: train loss {record['train_loss']:.4f}, valid loss {record['valid_loss']:.4f}, "
                      f"accuracy {_pct(record['accuracy'])}, mIoU {_pct(record['miou'])}"
                      + (" (best so far)" if best else ""))
+        run.health.check_epoch(epoch, progress)
         if best:
             progress.check_cancelled()
             checkpoints.save(epoch, lambda folder, e=epoch: _write_best(run, folder, checkpoint={
@@ -366,6 +329,7 @@ def _fit(run: _Run, checkpoints) -> None:
             run.stopped_early = True
             progress.log(f"Stopping: {options.monitor} did not improve for {run.best.patience} epochs.")
             break
+    run.health.check_end(run.epochs, sound)
 
 
 def _train_epoch(run: _Run, epoch: int) -> tuple:
@@ -378,10 +342,14 @@ def _train_epoch(run: _Run, epoch: int) -> tuple:
     while len(order) < run.steps_per_epoch * run.batch:
         order += run.rng.permutation(run.train_idx).tolist()
     losses, t0 = [], time.monotonic()
+    run.health.start_epoch()
     for b in range(run.steps_per_epoch):
         progress.check_cancelled()
         loss = run.stepper.step(run.maker.sample, order[b * run.batch:(b + 1) * run.batch])
-        run.scheduler.step()
+        run.health.batch(epoch, b + 1, loss, run.stepper.applied)
+        with warnings.catch_warnings():     # a skipped step (loss not a number) is counted in health.py
+            warnings.filterwarnings("ignore", "Detected call of `lr_scheduler.step", UserWarning)
+            run.scheduler.step()
         run.step += 1
         losses.append(loss)
         elapsed = time.monotonic() - run.started
@@ -407,7 +375,7 @@ def _evaluate_epoch(run: _Run, epoch: int, losses: list, train_seconds: float) -
         return run.maker.whole(indices)
     valid_loss, cm = stepper.evaluate(eval_batch, run.eval_idx, run.class_values, options.batch_size)
     run.summary = cm.summary()
-    record = {"epoch": epoch, "train_loss": float(np.mean(losses)), "valid_loss": valid_loss,
+    record = {"epoch": epoch, "train_loss": float(np.mean(losses)) if losses else math.nan, "valid_loss": valid_loss,
               "accuracy": run.summary["overall_accuracy"], "miou": run.summary["mean_iou"],
               "lr": stepper.optimizer.param_groups[0]["lr"], "seconds": round(time.monotonic() - t0, 2),
               "train_seconds": round(train_seconds, 3),

@@ -1,11 +1,13 @@
 """Train Model parameters: defaults defined once, MODEL_ARGUMENTS parsing, network choice."""
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from ..core.device import DEVICES_HELP
 from ..core.errors import DeepPixelError
-from ..core.params import option
+from ..core.params import check_ranges, option
 from ..model.registry import ARCHITECTURES, BACKBONES
 
 MONITORS = ("valid_loss", "miou", "accuracy")
@@ -15,26 +17,37 @@ DECODERS = ("auto", "light", "default")
 LIGHT_DECODER = {"encoder_depth": 4, "decoder_channels": [64, 32, 16, 16]}
 LIGHT_ARCHITECTURES = ("UNET", "UNETPLUSPLUS", "MANET")
 
-# MODEL_ARGUMENTS keys -> (type, default, help)
+
+class Arg(NamedTuple):
+    """One MODEL_ARGUMENTS key: its type, default, help and what is allowed."""
+    kind: type
+    default: object
+    help: str
+    low: float | None = None        # numbers (each value of a list): the allowed range
+    high: float | None = None
+    choices: tuple = ()             # words: the allowed ones (augmentations: any of them, joined by +)
+
+
+# MODEL_ARGUMENTS keys -> Arg(type, default, help, allowed range or choices); booleans allow true/false
 MODEL_ARGUMENTS = {
-    "class_balancing": (bool, True, "loss weights 1/sqrt(pixel frequency) per class"),
-    "focal_loss": (bool, False, "focal loss (gamma 2) instead of plain cross-entropy"),
-    "dice_loss_fraction": (float, 0.0, "share of Dice loss mixed into the loss (0-1)"),
-    "ignore_classes": (list, [], "class values left out of training (e.g. 3,5)"),
-    "chip_size": (int, 0, "random crop size in pixels (0: 64 on CPU, the whole chip on CUDA)"),
-    "decoder": (str, "auto", "light (encoder_depth 4, decoder 64-32-16-16), default (smp), "
-                             "auto (light on CPU for U-Net family)"),
-    "patience": (int, 5, "epochs without gain before stopping"),
-    "weight_decay": (float, 1e-4, "AdamW weight decay"),
-    "warmup_fraction": (float, 0.05, "share of steps with linear learning-rate warm-up"),
-    "steps_per_epoch": (int, 0, "training batches per epoch (0: one pass over the training chips, at least "
-                                "30 batches)"),
-    "min_labelled_fraction": (float, 0.02, "random crops must be at least this much labelled"),
-    "unfreeze_after": (int, 0, "with a frozen backbone: unfreeze it after N epochs (0: keep frozen)"),
-    "lr_test_steps": (int, 30, "steps of the learning-rate range test"),
-    "augmentations": (str, "hflip,vflip,rot90", "with AUGMENTATION=custom: any of hflip, vflip, rot90 "
-                                                "(separated by +)"),
-    "ndvi": (bool, True, "add NDVI as an input channel when red and near-infrared bands are named"),
+    "class_balancing": Arg(bool, True, "loss weights 1/sqrt(pixel frequency) per class"),
+    "focal_loss": Arg(bool, False, "focal loss (gamma 2) instead of plain cross-entropy"),
+    "dice_loss_fraction": Arg(float, 0.0, "share of Dice loss mixed into the loss (0-1)", 0, 1),
+    "ignore_classes": Arg(list, [], "class values left out of training (e.g. 3,5)", 1, 65535),
+    "chip_size": Arg(int, 0, "random crop size in pixels (0: 64 on CPU, the whole chip on CUDA)", 0, 4096),
+    "decoder": Arg(str, "auto", "light (encoder_depth 4, decoder 64-32-16-16), default (smp), "
+                                "auto (light on CPU for U-Net family)", choices=DECODERS),
+    "patience": Arg(int, 5, "epochs without gain before stopping", 1, 1000),
+    "weight_decay": Arg(float, 1e-4, "AdamW weight decay", 0, 1),
+    "warmup_fraction": Arg(float, 0.05, "share of steps with linear learning-rate warm-up", 0, 1),
+    "steps_per_epoch": Arg(int, 0, "training batches per epoch (0: one pass over the training chips, at least "
+                                   "30 batches)", 0, 100000),
+    "min_labelled_fraction": Arg(float, 0.02, "random crops must be at least this much labelled", 0, 1),
+    "unfreeze_after": Arg(int, 0, "with a frozen backbone: unfreeze it after N epochs (0: keep frozen)", 0, 10000),
+    "lr_test_steps": Arg(int, 30, "steps of the learning-rate range test", 0, 10000),
+    "augmentations": Arg(str, "hflip,vflip,rot90", "with AUGMENTATION=custom: any of hflip, vflip, rot90 "
+                                                   "(separated by +)", choices=("hflip", "vflip", "rot90")),
+    "ndvi": Arg(bool, True, "add NDVI as an input channel when red and near-infrared bands are named"),
 }
 
 
@@ -82,8 +95,8 @@ class TrainOptions:
     augmentation: str = option("default", "Augmentation", "default: flips and 90-degree rotations", kind="enum",
                                choices=AUGMENTATIONS)
     model_arguments: dict = option(
-        {}, "Model arguments (key=value, ...)", "; ".join(f"{k} ({v[2]})" for k, v in MODEL_ARGUMENTS.items()),
-        kind="keyvalues", optional=True, parse=lambda text: parse_model_arguments(text))
+        {}, "Model arguments (key=value, ...)", "; ".join(f"{k} ({v.help})" for k, v in MODEL_ARGUMENTS.items()),
+        kind="keyvalues", optional=True, parse=lambda text: parse_option(text))
     seed: int = option(0, "Random seed", "makes training reproducible", minimum=0)
     device: str = option("auto", "Device", DEVICES_HELP)
 
@@ -102,7 +115,7 @@ class TrainOptions:
         return AUTO_VALIDATION_PERCENT if chips >= AUTO_VALIDATION_MIN_CHIPS else 0.0
 
     def arg(self, key):
-        return self.model_arguments.get(key, MODEL_ARGUMENTS[key][1])
+        return (self.model_arguments or {}).get(key, MODEL_ARGUMENTS[key].default)
 
     def validate(self) -> None:
         if self.model_type is not None:
@@ -112,30 +125,40 @@ class TrainOptions:
             self.model_type = self.model_type.upper()
         if self.learning_rate == 0:
             self.learning_rate = None                   # 0 (Processing's empty number) = range test
-        if self.max_epochs < 1:
-            raise DeepPixelError("MAX_EPOCHS must be at least 1.")
-        if self.batch_size < 1:
-            raise DeepPixelError("BATCH_SIZE must be at least 1.")
+        check_ranges(self)
         if self.learning_rate is not None and not 0 < self.learning_rate < 10:
-            raise DeepPixelError(f"LEARNING_RATE {self.learning_rate} is out of range; use e.g. 0.001, "
-                                 "or leave it empty to have it found by a range test.")
+            raise DeepPixelError(f"LEARNING_RATE {self.learning_rate} is out of range (above 0, below 10); use "
+                                 "e.g. 0.001, or leave it empty to have it found by a range test.")
         if self.validation_percent is not None and not 0 <= self.validation_percent < 100:
             raise DeepPixelError("VALIDATION_PERCENT must be between 0 and 99.")
-        if self.monitor not in MONITORS:
-            raise DeepPixelError(f"MONITOR must be one of {', '.join(MONITORS)}, not {self.monitor!r}.")
-        if self.augmentation not in AUGMENTATIONS:
-            raise DeepPixelError(f"AUGMENTATION must be one of {', '.join(AUGMENTATIONS)}.")
-        if not 0 <= self.arg("dice_loss_fraction") <= 1:
-            raise DeepPixelError("dice_loss_fraction must be between 0 and 1.")
-        if self.arg("decoder") not in DECODERS:
-            raise DeepPixelError(f"decoder must be one of {', '.join(DECODERS)}.")
-        size = self.arg("chip_size")
-        if size and (size < 16 or size % 16):
-            raise DeepPixelError(f"chip_size {size} must be a multiple of 16 (at least 16).")
+        self.model_arguments = check_model_arguments(self.model_arguments)
+
+
+_KIND_WORDS = {bool: "true or false", int: "a whole number", float: "a number", str: "text",
+               list: "a list of class values (e.g. 3,5)"}
+
+
+def allowed(key) -> str:
+    """What MODEL_ARGUMENTS ``key`` accepts, in words."""
+    arg = MODEL_ARGUMENTS[key]
+    if key == "chip_size":
+        return f"0, or a multiple of 16 from 16 to {arg.high:g}"
+    if arg.choices:
+        return ("any of " if key == "augmentations" else "one of ") + ", ".join(arg.choices)
+    if arg.low is not None:
+        return f"{'each ' if arg.kind is list else ''}{arg.low:g} to {arg.high:g}"
+    return _KIND_WORDS[arg.kind]
+
+
+def _refuse(key, value, why="out of range") -> DeepPixelError:
+    default = MODEL_ARGUMENTS[key].default
+    return DeepPixelError(f"MODEL_ARGUMENTS: {key}={value} is {why}; allowed: {allowed(key)} "
+                          f"({MODEL_ARGUMENTS[key].help}). Change {key} or leave it out (default "
+                          f"{default if default != [] else 'none'}).")
 
 
 def _parse_value(key, text):
-    kind = MODEL_ARGUMENTS[key][0]
+    kind = MODEL_ARGUMENTS[key].kind
     text = text.strip()
     try:
         if kind is bool:
@@ -145,9 +168,73 @@ def _parse_value(key, text):
             return low in ("true", "1", "yes", "on")
         if kind is list:
             return [int(v) for v in text.replace(";", ",").replace(" ", ",").split(",") if v]
+        if kind is int:
+            return _whole(float(text) if "." in text or "e" in text.lower() else int(text))
         return kind(text)
-    except ValueError:
-        raise DeepPixelError(f"MODEL_ARGUMENTS: {key}={text!r} is not a valid {kind.__name__}.") from None
+    except (ValueError, OverflowError):
+        raise _refuse(key, repr(text), f"not {_KIND_WORDS[kind]}") from None
+
+
+def _whole(value) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(value)
+    if isinstance(value, float) and not value.is_integer():
+        raise ValueError(value)
+    return int(value)
+
+
+def _typed(key, value):
+    """``value`` (text, or a JSON number, boolean or list) as the key's type."""
+    kind = MODEL_ARGUMENTS[key].kind
+    if isinstance(value, str):
+        return _parse_value(key, value)
+    try:
+        if kind is bool and isinstance(value, bool):
+            return value
+        if kind is list:
+            return [_whole(v) for v in (value if isinstance(value, (list, tuple)) else [value])]
+        if kind is int:
+            return _whole(value)
+        if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    except (ValueError, OverflowError):
+        pass
+    raise _refuse(key, repr(value), f"not {_KIND_WORDS[kind]}")
+
+
+def _check_allowed(key, value) -> None:
+    arg = MODEL_ARGUMENTS[key]
+    if arg.choices:
+        words = [w.strip() for w in value.replace("+", ",").split(",") if w.strip()] if key == "augmentations" \
+            else [value]
+        if not words or any(w not in arg.choices for w in words):
+            raise _refuse(key, repr(value), "not allowed")
+    elif arg.low is not None:
+        for v in (value if arg.kind is list else [value]):
+            if not arg.low <= v <= arg.high:            # NaN fails too
+                raise _refuse(key, v)
+    if key == "chip_size" and value and (value < 16 or value % 16):
+        raise _refuse(key, value, "not a multiple of 16")
+
+
+def check_model_arguments(arguments) -> dict:
+    """Known keys, each of its type and within its allowed range -> a new dict of typed values."""
+    if not arguments:
+        return {}
+    if not isinstance(arguments, dict):
+        return parse_model_arguments(arguments)
+    out = {}
+    for key, value in arguments.items():
+        name = str(key).strip().lower()
+        if name not in MODEL_ARGUMENTS:
+            raise DeepPixelError(f"MODEL_ARGUMENTS: unknown key {name!r}. Known keys: "
+                                 + ", ".join(MODEL_ARGUMENTS) + ".")
+        value = _typed(name, value)
+        if isinstance(value, str) and MODEL_ARGUMENTS[name].choices:
+            value = value.strip().lower()
+        _check_allowed(name, value)
+        out[name] = value
+    return out
 
 
 def parse_model_arguments(text) -> dict:
@@ -158,8 +245,8 @@ def parse_model_arguments(text) -> dict:
     if not text:
         return {}
     if isinstance(text, dict):
-        items = [f"{k}={v}" for k, v in text.items()]
-    elif isinstance(text, (list, tuple)):
+        return check_model_arguments(text)
+    if isinstance(text, (list, tuple)):
         items = [str(t) for t in text]
     else:
         items = []
@@ -180,8 +267,20 @@ def parse_model_arguments(text) -> dict:
         key = key.strip().lower()
         if key not in MODEL_ARGUMENTS:
             raise DeepPixelError(f"MODEL_ARGUMENTS: unknown key {key!r}. Known keys: " + ", ".join(MODEL_ARGUMENTS) + ".")
-        out[key] = _parse_value(key, value)
-    return out
+        out[key] = value
+    return check_model_arguments(out)
+
+
+class ModelArgumentsError(DeepPixelError, argparse.ArgumentTypeError):
+    """A MODEL_ARGUMENTS error that argparse reports as a usage error (one line, no traceback)."""
+
+
+def parse_option(text) -> dict:
+    """MODEL_ARGUMENTS as the command line and Processing give it (see parse_model_arguments)."""
+    try:
+        return parse_model_arguments(text)
+    except DeepPixelError as e:
+        raise ModelArgumentsError(str(e)) from None
 
 
 def network_parameters(options: TrainOptions, on_cuda: bool) -> tuple:

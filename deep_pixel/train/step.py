@@ -1,6 +1,8 @@
 """Loss, one optimisation step (mixed precision and out-of-memory retry on CUDA), evaluation."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ..core.device import is_oom
@@ -72,6 +74,7 @@ class Stepper:
         self.micro = batch_size
         self.progress = progress
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.cuda)
+        self.applied = False            # whether the last step updated the weights
 
     def to_device(self, array):
         import torch
@@ -112,9 +115,20 @@ class Stepper:
             loss = self.loss_fn(self.forward(self.to_device(x)), self.to_device(y))
             self.scaler.scale(loss * (len(chunk) / len(indices))).backward()
             total += float(loss.detach()) * len(chunk) / len(indices)
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
+        self.applied = self._update(math.isfinite(total))
         return total
+
+    def _update(self, finite: bool) -> bool:
+        """The optimiser step; False when it was skipped because the loss or the gradients are not numbers."""
+        if not self.cuda:
+            if finite:                  # a NaN/inf gradient would spoil every weight it touches
+                self.optimizer.step()
+            self.optimizer.zero_grad(set_to_none=True)
+            return finite
+        scale = self.scaler.get_scale()
+        self.scaler.step(self.optimizer)        # skips the update itself on NaN/inf gradients
+        self.scaler.update()                    # ... and then lowers the scale
+        return finite and self.scaler.get_scale() >= scale
 
     def evaluate(self, make_batch, indices, class_values, batch_size: int):
         """(mean loss over labelled pixels, ConfusionMatrix) on whole chips, without augmentation."""
