@@ -9,6 +9,7 @@ from ..core.params import check_ranges, option
 from ..core.tiles import AUTO_PADDING, AUTO_PADDING_MULTIPLES, MAX_AUTO_TILE, MIN_AUTO_TILE
 from .runtime_choice import PRECISION_HELP, PRECISIONS, RUNTIME_HELP, RUNTIMES
 
+UNCERTAINTY_MEASURES = ("entropy", "margin")
 BACKGROUND_NAMES = ("background", "unclassified", "other", "nodata", "no data")
 # The batch holds at most this many tile pixels on CPU (batching does not speed a CPU up; memory grows).
 CPU_BATCH_PIXELS = 1024 * 1024
@@ -42,6 +43,24 @@ class ClassifyOptions:
     output_confidence: str | None = option(
         None, "Confidence raster (winning class probability)", "optional float32 GeoTIFF of the winning class's "
         "blended probability", kind="raster_out", optional=True)
+    output_uncertainty: str | None = option(
+        None, "Uncertainty raster (0 sure - 1 unsure)", "optional float32 GeoTIFF of how unsure the blended class "
+        "probabilities are (UNCERTAINTY_MEASURE), styled with a colour ramp", kind="raster_out", optional=True)
+    uncertainty_measure: str = option(
+        "entropy", "Uncertainty measure", "entropy: normalised entropy of the class probabilities; margin: 1 - "
+        "(p1 - p2), the gap between the two most likely classes", kind="enum", choices=UNCERTAINTY_MEASURES)
+    dask_scheduler: str | None = option(
+        None, "Dask scheduler (tcp://HOST:8786)", "classify on an existing Dask cluster: blocks of tile rows "
+        "(a folder: one task per image), the same output as one process; empty: this process (or WORKERS)",
+        optional=True, advanced=True)
+    workers: int = option(
+        0, "Local Dask workers", "0: this process; N: a Dask LocalCluster of N worker processes on this "
+        "machine (each loads the model once); rerunning after a crash does only the blocks not yet finished",
+        minimum=0, maximum=256, advanced=True)
+    block_strips: int = option(
+        0, "Strips of tiles per Dask block", "0: automatic (about 8192 rows, at least 12 strips: the halo strip "
+        "each block recomputes stays under 10%); smaller blocks spread a small raster over more workers",
+        minimum=0, advanced=True)
     grid_offset: tuple = (0, 0)             # (rows, cols): shifts the tile grid (tests, tiling checks); not a parameter
 
     def validate(self) -> None:

@@ -46,6 +46,8 @@ class ClassifyResult:
     runtime: str = ""
     precision: str = ""
     overlap_factor: float = 0.0                   # pixels computed / raster pixels
+    output_uncertainty: str | None = None
+    uncertainty_outputs: list = field(default_factory=list)  # one per image, when an uncertainty output is asked
 
 
 def classify(input_path: str, model_path: str, output_path: str, options: ClassifyOptions | None = None,
@@ -57,17 +59,39 @@ def classify(input_path: str, model_path: str, output_path: str, options: Classi
     folder = os.path.isdir(input_path)
     if not folder:
         _check_output(output_path)
+    if options.output_uncertainty and (getattr(options, "dask_scheduler", None) or getattr(options, "workers", 0)):
+        raise DeepPixelError("OUTPUT_UNCERTAINTY is not written by the Dask path (DASK_SCHEDULER, WORKERS) yet: "
+                             "leave those empty to get the uncertainty raster.")
     check_destinations(
         [Place("INPUT_RASTER", input_path, "folder" if folder else "raster"),
          Place("MODEL_DEFINITION", model_path, "folder" if os.path.isdir(model_path) else "model"),
          Place("MASK_POLYGONS", options.mask_polygons or "", "vector")],
         [Place("OUTPUT_RASTER", output_path, "folder" if folder else "raster"),
-         Place("OUTPUT_CONFIDENCE", "" if folder else options.output_confidence or "", "raster")])
+         Place("OUTPUT_CONFIDENCE", "" if folder else options.output_confidence or "", "raster"),
+         Place("OUTPUT_UNCERTAINTY", "" if folder else options.output_uncertainty or "", "raster")])
     from ..model.package import load_package
     package = load_package(model_path)
+    if options.dask_scheduler or options.workers:
+        return _classify_on_dask(input_path, model_path, output_path, options, progress, package, folder)
     if folder:
         return _classify_folder(input_path, package, output_path, options, progress)
     return classify_raster(input_path, package, output_path, options, progress)
+
+
+def _classify_on_dask(input_path, model_path, output_path, options, progress, package, folder) -> ClassifyResult:
+    """Blocks of tile rows (one raster) or one task per image (a folder) on a Dask cluster."""
+    from .shard import classify_images_on_dask, classify_sharded
+    classes = [c.to_json() for c in package.schema.classes]
+    if folder:
+        images = _folder_images(input_path)
+        outputs = classify_images_on_dask(images, folder_outputs(images, output_path), model_path, options, progress)
+        return ClassifyResult(output_path, output_path if options.output_confidence else None, "dask", 0, 0, 0.0,
+                              list(package.class_values), None, 0, classes, outputs=[o[0] for o in outputs],
+                              confidence_outputs=[o[1] for o in outputs if o[1]])
+    s = classify_sharded(input_path, model_path, output_path, options, progress, package)
+    return ClassifyResult(output_path, options.output_confidence, "dask", s["tiles"], 0, s["seconds"],
+                          list(package.class_values), s["tile"], 0, classes, runtime=options.runtime,
+                          precision=options.precision, overlap_factor=s["overlap"])
 
 
 def folder_outputs(images: list, output_folder: str) -> list:
@@ -86,18 +110,24 @@ def folder_outputs(images: list, output_folder: str) -> list:
     return [os.path.join(output_folder, n) for n in names]
 
 
-def _classify_folder(folder, package, output_folder, options, progress):
+def _folder_images(folder) -> list:
     images = sorted(p for p in glob.glob(os.path.join(folder, "*")) if p.lower().endswith(IMAGE_EXTENSIONS)
                     and not os.path.basename(p).startswith("."))
     if not images:
         raise DeepPixelError(f"The folder {folder} holds no images ({', '.join(IMAGE_EXTENSIONS)}).")
+    return images
+
+
+def _classify_folder(folder, package, output_folder, options, progress):
+    images = _folder_images(folder)
     stems = folder_outputs(images, output_folder)
     os.makedirs(output_folder, exist_ok=True)
     results = []
     for i, (image, stem) in enumerate(zip(images, stems)):
         progress.log(f"Image {i + 1}/{len(images)}: {os.path.basename(image)}")
         # A confidence output is asked for by any name; each image gets its own beside its classes.
-        own = replace(options, output_confidence=stem + "_confidence.tif" if options.output_confidence else None)
+        own = replace(options, output_confidence=stem + "_confidence.tif" if options.output_confidence else None,
+                      output_uncertainty=stem + "_uncertainty.tif" if options.output_uncertainty else None)
         try:
             results.append(classify_raster(image, package, stem + "_classified.tif", own,
                                            progress.sub(i / len(images), (i + 1) / len(images))))
@@ -108,6 +138,8 @@ def _classify_folder(folder, package, output_folder, options, progress):
     first.confidence_outputs = [r.output_confidence for r in results if r.output_confidence]
     first.output_raster = output_folder
     first.output_confidence = output_folder if options.output_confidence else None
+    first.uncertainty_outputs = [r.output_uncertainty for r in results if r.output_uncertainty]
+    first.output_uncertainty = output_folder if options.output_uncertainty else None
     first.tiles = sum(r.tiles for r in results)
     first.seconds = sum(r.seconds for r in results)
     return first
@@ -132,18 +164,21 @@ def classify_raster(input_path, package, output_path, options, progress) -> Clas
     """Classify one raster into ``output_path`` (and the optional per-pixel outputs of ``options``)."""
     from ..core.device import select_device
     _check_output(output_path)
-    if options.output_confidence:
-        _check_output(options.output_confidence)
+    for extra in (options.output_confidence, options.output_uncertainty):
+        if extra:
+            _check_output(extra)
     check_destinations([Place("INPUT_RASTER", input_path, "raster")],
                        [Place("OUTPUT_RASTER", output_path, "raster"),
-                        Place("OUTPUT_CONFIDENCE", options.output_confidence or "", "raster")])
+                        Place("OUTPUT_CONFIDENCE", options.output_confidence or "", "raster"),
+                        Place("OUTPUT_UNCERTAINTY", options.output_uncertainty or "", "raster")])
     started = time.monotonic()
     device, reason = select_device(options.device)
     progress.log(f"Device: {reason}.")
     with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES), open_raster(input_path) as ds:
         job = prepare_job(ds, package, options, device, progress)
         job.log_plan(options, progress)
-        outputs = ClassOutputs(output_path, options.output_confidence, ds, job.info, package)
+        outputs = ClassOutputs(output_path, options.output_confidence, ds, job.info, package,
+                               uncertainty_path=options.output_uncertainty, measure=options.uncertainty_measure)
         try:
             skipped, blend_bytes = job.run(ds, job.rows, outputs, progress)
             outputs.finish(package, options, job.tile, progress)
@@ -157,4 +192,5 @@ def classify_raster(input_path, package, output_path, options, progress) -> Clas
     return ClassifyResult(output_path, options.output_confidence, str(device), job.total, skipped, seconds,
                           list(package.class_values), job.tile, blend_bytes,
                           [c.to_json() for c in package.schema.classes], runtime=runtime.name,
-                          precision=runtime.precision, overlap_factor=job.overlap)
+                          precision=runtime.precision, overlap_factor=job.overlap,
+                          output_uncertainty=options.output_uncertainty)

@@ -21,6 +21,12 @@ REQUIREMENTS = {
     "shapely": "shapely",
 }
 HEAVY = ("torch", "torchvision", "segmentation_models_pytorch")
+# Optional: without them the engine runs and says what is missing when a feature needs one.
+OPTIONAL = {
+    "onnxruntime": "onnxruntime==1.32.0",
+    "distributed": "distributed==2025.12.0",
+    "dask": "dask==2025.12.0",
+}
 
 
 def python_command() -> str:
@@ -49,7 +55,8 @@ def missing(modules=None) -> list:
 
 def install_hint(names) -> str:
     """The command that installs ``names`` for this Python, plus the Debian/Windows notes."""
-    reqs = " ".join(f'"{REQUIREMENTS.get(n, n)}"' for n in names)
+    known = {**REQUIREMENTS, **OPTIONAL}
+    reqs = " ".join(f'"{known.get(n, n)}"' for n in names)
     cmd = f'"{python_command()}" -m pip install --user {reqs}'
     notes = []
     if "rasterio" in names or "shapely" in names:
