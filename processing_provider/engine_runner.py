@@ -10,6 +10,7 @@ cancelling kills it.
 """
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import json
 import os
@@ -28,6 +29,8 @@ from .base import FeedbackProgress, engine_errors
 PLUGIN_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SETTING_KEY = "deeppixel/engine_python"
 ENV_KEY = "DEEP_PIXEL_PYTHON"
+SCHEDULER_KEY = "deeppixel/dask_scheduler"
+SCHEDULER_ENV = "DEEP_PIXEL_DASK_SCHEDULER"
 # What commands need besides QGIS: export and evaluate work without torch.
 LIGHT = ("numpy", "rasterio", "shapely")
 
@@ -36,6 +39,20 @@ def engine_python() -> str | None:
     """The external interpreter to use, or None for in-process."""
     value = os.environ.get(ENV_KEY) or QgsSettings().value(SETTING_KEY, "", type=str)
     return value.strip() or None
+
+
+def dask_scheduler() -> str | None:
+    """The Dask scheduler Classify Pixels uses when DASK_SCHEDULER is empty (settings or environment)."""
+    value = os.environ.get(SCHEDULER_ENV) or QgsSettings().value(SCHEDULER_KEY, "", type=str)
+    return value.strip() or None
+
+
+def _with_default_scheduler(options):
+    """Classify options with the configured scheduler, unless the run names one or asks for WORKERS."""
+    if not hasattr(options, "dask_scheduler") or options.dask_scheduler or options.workers:
+        return options
+    scheduler = dask_scheduler()
+    return dataclasses.replace(options, dask_scheduler=scheduler) if scheduler else options
 
 
 def engine_mode() -> str:
@@ -48,6 +65,7 @@ def run_engine_options(command: str, inputs: dict, options, feedback, needs=HEAV
 
     In-process the dataclass goes straight to the command's ``execute``; the external engine gets
     the inputs as flags and the options as a JSON file (``--options-json``)."""
+    options = _with_default_scheduler(options)
     python = engine_python()
     if python:
         from ..deep_pixel.core.params import to_json

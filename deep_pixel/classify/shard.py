@@ -245,6 +245,7 @@ class _client:
             self.client = _connect(Client, self.options.dask_scheduler)
         else:
             _engine_importable()
+            _python_for_workers()
             threads = max(1, (os.cpu_count() or 1) // self.options.workers)
             self.cluster = LocalCluster(n_workers=self.options.workers, threads_per_worker=1, processes=True,
                                         dashboard_address=None, env={"OMP_NUM_THREADS": str(threads)})
@@ -274,6 +275,16 @@ def _engine_importable() -> None:
     paths = os.environ.get("PYTHONPATH", "").split(os.pathsep)
     if parent not in paths:
         os.environ["PYTHONPATH"] = os.pathsep.join([parent] + [p for p in paths if p])
+
+
+def _python_for_workers() -> None:
+    """Inside QGIS, sys.executable is QGIS itself: worker processes must start a Python instead."""
+    import multiprocessing
+    import sys
+
+    from ..core.diagnostics import python_command
+    if not os.path.basename(sys.executable or "").lower().startswith("python"):
+        multiprocessing.set_executable(python_command())
 
 
 def _cpu():
