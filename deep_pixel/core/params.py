@@ -91,12 +91,25 @@ def add_cli_arguments(parser: argparse.ArgumentParser, cls) -> None:
             action = "store_false" if default is True else "store_true"
             parser.add_argument(*flags, dest=f.name, action=action, default=default, help=text)
         else:
-            kind = {"int": int, "float": float}.get(spec.kind, spec.parse if spec.kind == "keyvalues" else str)
-            parser.add_argument(*flags, dest=f.name, type=kind, default=default, help=text,
+            parser.add_argument(*flags, dest=f.name, type=_cli_type(spec), default=default, help=text,
                                 choices=(list(spec.choices) if spec.strict else None) or None)
     parser.add_argument("--options-json", default=None,
                         help="a JSON file of these options (field names as keys; the external engine of the "
                              "Processing algorithms passes them this way)")
+
+
+def _cli_type(spec: Spec):
+    """argparse's converter; an engine error in parsing becomes argparse's one-line usage error."""
+    if spec.kind != "keyvalues":
+        return {"int": int, "float": float}.get(spec.kind, str)
+
+    def parse(text):
+        try:
+            return spec.parse(text)
+        except DeepPixelError as e:
+            raise argparse.ArgumentTypeError(str(e)) from e
+    parse.__name__ = "key=value list"
+    return parse
 
 
 def from_cli(cls, args: argparse.Namespace):
@@ -130,10 +143,23 @@ def check_ranges(options) -> None:
         if value is None:
             continue
         name = processing_name(f)
+        _check_type(name, spec.kind, value)
         if spec.choices and spec.strict and value not in spec.choices:
             raise DeepPixelError(f"{name} {value!r} is not one of {', '.join(map(str, spec.choices))}.")
         if spec.kind in ("int", "float"):
             if spec.minimum is not None and value < spec.minimum:
-                raise DeepPixelError(f"{name} {value} is below its minimum {spec.minimum}.")
+                raise DeepPixelError(f"{name} {value} is below its minimum {spec.minimum} ({spec.label}).")
             if spec.maximum is not None and value > spec.maximum:
-                raise DeepPixelError(f"{name} {value} is above its maximum {spec.maximum}.")
+                raise DeepPixelError(f"{name} {value} is above its maximum {spec.maximum} ({spec.label}).")
+
+
+def _check_type(name: str, kind: str, value) -> None:
+    """Values from JSON or Python callers have the declared type (a "5" is not the number 5)."""
+    import numbers
+    flag = isinstance(value, bool) or type(value).__name__ == "bool_"
+    wrong = ((kind == "int" and (flag or not isinstance(value, numbers.Integral)))
+             or (kind == "float" and (flag or not isinstance(value, numbers.Real)))
+             or (kind == "bool" and not flag))
+    if wrong:
+        expected = {"int": "a whole number", "float": "a number", "bool": "true or false"}[kind]
+        raise DeepPixelError(f"{name} {value!r} is not {expected}.")

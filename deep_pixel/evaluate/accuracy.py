@@ -18,7 +18,7 @@ from rasterio.windows import Window
 
 from ..core.errors import DeepPixelError
 from ..core.metrics import ConfusionMatrix
-from ..core.params import option
+from ..core.params import check_ranges, option
 from ..core.progress import Progress, check
 from ..io.raster import footprint_bounds, gdal_reading, open_raster, read_bands
 
@@ -36,8 +36,10 @@ class EvaluateOptions:
                            "in each reference class (NUMBER_OF_POINTS > 0 switches to it)", kind="enum",
                            choices=SAMPLINGS)
     number_of_points: int = option(0, "Number of random points (0 = every reference pixel)",
-                                   "per-class random pixels for STRATIFIED_RANDOM", minimum=0)
-    seed: int = option(0, "Random seed", "makes the random points reproducible", minimum=0)
+                                   "per-class random pixels for STRATIFIED_RANDOM", minimum=0,
+                                   maximum=100_000_000)
+    seed: int = option(0, "Random seed", "makes the random points reproducible", minimum=0,
+                       maximum=2**32 - 1)
 
     def resolved(self) -> "EvaluateOptions":
         """The options as evaluated: a number of points means stratified random sampling."""
@@ -52,6 +54,7 @@ class EvaluateOptions:
             raise DeepPixelError("NUMBER_OF_POINTS must be 0 (all reference pixels) or more.")
         if self.sampling == "STRATIFIED_RANDOM" and self.number_of_points == 0:
             raise DeepPixelError("SAMPLING=STRATIFIED_RANDOM needs NUMBER_OF_POINTS (e.g. 500).")
+        check_ranges(self)
 
 
 @dataclass

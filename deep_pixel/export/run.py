@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import rasterio
@@ -10,7 +10,7 @@ from rasterio.windows import Window
 
 from ..chips import writer as chips_layout
 from ..core.errors import DeepPixelError
-from ..core.params import option
+from ..core.params import check_ranges, option
 from ..core.progress import Progress, check
 from ..core.schema import ClassSchema
 from ..core.tiles import TileParams
@@ -24,17 +24,22 @@ from .samples import LabelBurner, Samples
 IMAGE_FORMATS = ("TIFF", "PNG")
 
 
+# Chips are network inputs: 8192 px is far beyond what a network trains on, and a chip that size is
+# already hundreds of MiB per band in float; larger values are typing errors that would exhaust memory.
+MAX_CHIP = 8192
+
+
 @dataclass
 class ExportOptions:
     """Export Training Data's options, each declared once (deep_pixel/core/params.py builds the interfaces)."""
     image_format: str = option("TIFF", "Image format", "TIFF, or PNG for at most 3 bands of 8-bit data",
                                kind="enum", choices=IMAGE_FORMATS)
-    tile_size_x: int = option(256, "Tile size X (pixels)", "chip width", minimum=1)
-    tile_size_y: int = option(256, "Tile size Y (pixels)", "chip height", minimum=1)
+    tile_size_x: int = option(256, "Tile size X (pixels)", "chip width", minimum=1, maximum=MAX_CHIP)
+    tile_size_y: int = option(256, "Tile size Y (pixels)", "chip height", minimum=1, maximum=MAX_CHIP)
     stride_x: int = option(128, "Stride X (pixels)", "distance between chips; equal to the tile size: no overlap",
-                           minimum=1)
+                           minimum=1, maximum=MAX_CHIP * 4)
     stride_y: int = option(128, "Stride Y (pixels)", "distance between chips; equal to the tile size: no overlap",
-                           minimum=1)
+                           minimum=1, maximum=MAX_CHIP * 4)
     rotation_angle: float = option(0.0, "Rotation angle (0, 90 or 180 degrees)",
                                    "90: extra chips rotated by 90, 180 and 270 degrees; 180: one extra", minimum=0,
                                    maximum=360)
@@ -61,6 +66,7 @@ class ExportOptions:
         fmt = self.image_format.upper()
         if fmt not in IMAGE_FORMATS:
             raise DeepPixelError(f"Image format {self.image_format!r} is not supported; use TIFF or PNG.")
+        check_ranges(replace(self, image_format=fmt))
         count = len(self.bands) or info.count
         if fmt == "PNG" and (count > 3 or info.dtype != "uint8"):
             raise DeepPixelError(f"PNG chips hold at most 3 bands of 8-bit data; this raster has {count} "
