@@ -17,8 +17,17 @@ def _use_checkout_venv():
             sys.path.append(site)
 
 
+def _without_triton():
+    """torch (through torchvision's torch._dynamo) imports triton when it is installed; its bundled
+    LLVM clashes with the Mesa LLVM that the QGIS desktop has loaded for OpenGL and kills QGIS
+    (signal 11 inside libtriton's start-up). The engine never compiles kernels, so triton is marked
+    absent in QGIS's Python before torch can be imported; the command line is not affected."""
+    sys.modules.setdefault("triton", None)
+
+
 def classFactory(iface):  # noqa: N802 - name required by QGIS
     """Called by QGIS with the interface, and by qgis_process with ``None``."""
     _use_checkout_venv()
+    _without_triton()
     from .plugin import DeepPixelPlugin
     return DeepPixelPlugin(iface)

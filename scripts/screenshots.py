@@ -2,8 +2,9 @@
 
 Starts Xvfb, runs ``qgis`` with this checkout enabled as plugin ``deeppixel`` in an isolated
 profile under .qgis/, loads a generated raster, samples and schema, opens the dock, runs an export
-from it, and saves PNGs under docs/: dock.png (Samples tab), dock_schema.png, dock_export.png and
-main_window.png.
+from it, then on the Review tab classifies the view with a small model trained beforehand, suggests
+windows, retrains one round and suggests again, and saves PNGs under docs/: dock.png (Samples tab),
+dock_schema.png, dock_export.png, dock_review.png, main_window.png and main_window_review.png.
 """
 from __future__ import annotations
 
@@ -24,13 +25,18 @@ sys.path.insert(0, ROOT)
 
 # Runs inside the QGIS desktop's Python (qgis --code). Paths arrive through the environment.
 QGIS_CODE = r'''
-import os, traceback
+import os, sys, traceback
+# torch imports triton (a CUDA kernel compiler) when it is installed; triton's own LLVM crashes a QGIS
+# desktop that has Mesa's libLLVM loaded (the llvmpipe OpenGL of Xvfb) on its first import. Nothing
+# here needs triton: keep it out of this process (sys.modules None = "not installed" for torch).
+sys.modules.setdefault("triton", None)
 from qgis.core import QgsApplication, QgsContrastEnhancement, QgsProject, QgsRasterMinMaxOrigin
 from qgis.PyQt.QtCore import QTimer
 from qgis.utils import iface, plugins
 
 OUT = os.environ["DP_SHOT_OUT"]
 SCENE = os.environ["DP_SHOT_SCENE"]
+MODEL = os.environ["DP_SHOT_MODEL"]
 STEP = [None]
 
 
@@ -137,7 +143,36 @@ def shoot_export():
     log("export: " + dock.export_panel.status.text())
     dock.grab().save(os.path.join(OUT, "dock_export.png"))
     dock.samples_panel.deactivate_tools()
-    finish()
+    # The Review tab: classify the view with the model trained beforehand, suggest, retrain a round
+    # (tiny settings), suggest again with the new model, go to the first suggestion.
+    review = dock.review_panel
+    dock.tabs.setCurrentWidget(review)
+    review.folder.setFilePath(os.path.join(SCENE, "rounds"))
+    review.model.setFilePath(MODEL)
+    review.count.setValue(6)
+    review.epochs.setValue(2)
+    review.steps.setValue(10)
+    plan = [review.classify_view, review.suggest, review.retrain, review.suggest]
+
+    def next_action(action="", ok=True):
+        if action:
+            log(f"review {action}: {'ok' if ok else 'FAILED'}: {review.status.text()}")
+        if not ok:
+            finish()
+        elif plan:
+            QTimer.singleShot(300, guarded(lambda: plan.pop(0)() or log("review: did not start")))
+        else:
+            QTimer.singleShot(800, shoot_review)
+    review.finished.connect(lambda action, ok: next_action(action, ok))
+    next_action()
+
+
+@guarded
+def shoot_review():
+    dock = STEP[0]
+    iface.mainWindow().grab().save(os.path.join(OUT, "main_window_review.png"))
+    dock.review_panel.suggestion_table.cellClicked.emit(0, 0)
+    QTimer.singleShot(300, guarded(lambda: (dock.grab().save(os.path.join(OUT, "dock_review.png")), finish())))
 
 
 QTimer.singleShot(1500, setup)
@@ -151,10 +186,30 @@ def free_display() -> int:
     raise RuntimeError("no free X display number between :99 and :139")
 
 
-def make_inputs(folder: str) -> None:
+def make_inputs(folder: str) -> str:
+    """The scene, its schema and a small model trained on it (the Review tab's starting model): its .emd."""
+    from deep_pixel.export.run import ExportOptions, export_training_data
+    from deep_pixel.export.samples import Samples
     from deep_pixel.io.synthetic import make_scene
+    from deep_pixel.io.vector import read_vector
+    from deep_pixel.train.loop import train_model
+    from deep_pixel.train.options import TrainOptions
     scene = make_scene(folder, width=512, height=512, seed=5, per_class=6)
     scene.schema.save(os.path.join(folder, "schema.json"))
+    vec = read_vector(scene.samples)
+    samples = Samples(vec.geometries, [int(v) for v in vec.attributes["Classvalue"]], vec.crs_wkt)
+    # Half the polygons: a first model that is unsure in places, as at the start of the loop.
+    half = Samples(vec.geometries[::2], samples.values[::2], vec.crs_wkt)
+    work = tempfile.mkdtemp(prefix="dp-shot-")
+    try:
+        export_training_data(scene.image, half, os.path.join(work, "chips"),
+                             ExportOptions(tile_size_x=64, tile_size_y=64, stride_x=32, stride_y=32), scene.schema)
+        result = train_model([os.path.join(work, "chips")], os.path.join(folder, "first_model"), TrainOptions(
+            max_epochs=6, backbone="resnet18", batch_size=8, learning_rate=2e-3, device="cpu",
+            stop_when_not_improving=False, model_arguments={"chip_size": 64, "steps_per_epoch": 12}))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return result.emd_path
 
 
 def profile(state: str) -> str:
@@ -183,7 +238,7 @@ def main() -> int:
     scene_dir = DEMO
     out = os.path.join(STATE, "out")
     os.makedirs(out)
-    make_inputs(scene_dir)
+    model = make_inputs(scene_dir)
     prof = profile(STATE)
     code = os.path.join(STATE, "shoot.py")
     with open(code, "w") as f:
@@ -201,11 +256,12 @@ def main() -> int:
         env = dict(os.environ, DISPLAY=f":{display}", QT_QPA_PLATFORM="xcb",
                    QGIS_PLUGINPATH=os.path.join(ROOT, ".qgis", "plugins"), QGIS_CUSTOM_CONFIG_PATH=prof,
                    PYTHONPATH=os.pathsep.join(p for p in (site, os.environ.get("PYTHONPATH", "")) if p),
-                   XDG_RUNTIME_DIR=runtime, DP_SHOT_OUT=out, DP_SHOT_SCENE=scene_dir)
+                   XDG_RUNTIME_DIR=runtime, DP_SHOT_OUT=out, DP_SHOT_SCENE=scene_dir,
+                   DP_SHOT_MODEL=model)
         log = open(os.path.join(STATE, "qgis.log"), "w")
         qgis = subprocess.Popen(["qgis", "--nologo", "--noversioncheck", "--code", code],
                                 env=env, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 240
+        deadline = time.monotonic() + 600      # the Review tab retrains a round on the CPU
         while time.monotonic() < deadline and qgis.poll() is None and not os.path.exists(os.path.join(out, "done")):
             time.sleep(0.5)
         if qgis.poll() is None:
@@ -229,7 +285,8 @@ def main() -> int:
     if os.path.exists(notes):
         print(open(notes).read())
     os.makedirs(DOCS, exist_ok=True)
-    names = ("dock.png", "dock_schema.png", "dock_export.png", "main_window.png")
+    names = ("dock.png", "dock_schema.png", "dock_export.png", "dock_review.png", "main_window.png",
+             "main_window_review.png")
     missing = [n for n in names if not os.path.exists(os.path.join(out, n))]
     for n in names:
         if n not in missing:

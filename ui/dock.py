@@ -1,4 +1,4 @@
-"""The Deep Pixel labeling dock: a raster, then Schema / Samples / Export tabs."""
+"""The Deep Pixel labeling dock: a raster, then Schema / Samples / Export / Review tabs."""
 from __future__ import annotations
 
 from qgis.core import QgsMapLayerProxyModel
@@ -6,6 +6,7 @@ from qgis.gui import QgsDockWidget, QgsMapLayerComboBox
 from qgis.PyQt.QtWidgets import QHBoxLayout, QLabel, QPushButton, QTabWidget, QVBoxLayout, QWidget
 
 from .export_panel import ExportPanel
+from .review_panel import ReviewPanel
 from .samples_panel import SamplesPanel
 from .schema_panel import SchemaPanel
 
@@ -33,9 +34,13 @@ class DeepPixelDock(QgsDockWidget):
         self.samples_panel = SamplesPanel(iface, raster_source=self.raster)
         self.export_panel = ExportPanel(raster_source=self.raster, samples_source=self._samples_for_export,
                                         schema_source=self._schema_for_export)
+        self.review_panel = ReviewPanel(iface, raster_source=self.raster, samples_source=self._samples_for_export,
+                                        schema_source=self._schema_for_export,
+                                        show_samples=lambda: self.tabs.setCurrentWidget(self.samples_panel))
         self.tabs.addTab(self.schema_panel, "Schema")
         self.tabs.addTab(self.samples_panel, "Samples")
         self.tabs.addTab(self.export_panel, "Export")
+        self.tabs.addTab(self.review_panel, "Review")
 
         self.message = QLabel()
         self.message.setWordWrap(True)
@@ -51,10 +56,12 @@ class DeepPixelDock(QgsDockWidget):
         self.schema_panel.schemaChanged.connect(self.samples_panel.set_schema)
         self.schema_panel.currentClassChanged.connect(self.samples_panel.set_current_class)
         self.samples_panel.layerChanged.connect(lambda _layer: self.export_panel.update_inputs())
+        self.samples_panel.layerChanged.connect(lambda _layer: self.review_panel.update_inputs())
         self.samples_panel.field_combo.fieldChanged.connect(lambda _f: self.export_panel.update_inputs())
         self.raster_combo.layerChanged.connect(self._raster_changed)
         self.samples_panel.message.connect(self.show_message)
         self.export_panel.message.connect(lambda text, error: self.show_message(text, error) if error else None)
+        self.review_panel.message.connect(lambda text, error: self.show_message(text if error else "", error))
         self.tabs.currentChanged.connect(lambda _i: self.show_message(""))
         self.samples_panel.set_schema(self.schema_panel.schema)
         self._raster_changed(self.raster_combo.currentLayer())
@@ -81,6 +88,7 @@ class DeepPixelDock(QgsDockWidget):
     def _raster_changed(self, _layer):
         self.samples_panel.refresh_table()
         self.export_panel.update_inputs()
+        self.review_panel.update_inputs()
 
     def _layer_and_field(self):
         return self.samples_panel.layer(), self.samples_panel.class_field()
@@ -102,6 +110,8 @@ class DeepPixelDock(QgsDockWidget):
         self.samples_panel.remove_tools()
         if self.export_panel.running():
             self.export_panel.cancel()
+        if self.review_panel.running():
+            self.review_panel.cancel()
 
     def closeEvent(self, event):  # noqa: N802
         self.samples_panel.deactivate_tools()
