@@ -39,7 +39,7 @@ bench: setup
 	$(PY) -m bench
 
 bench-quality: setup
-	$(PY) -m bench quality
+	$(PY) -m bench quality fewlabel
 
 # Real QGIS desktop under Xvfb with the plugin, a raster and samples; PNGs land in docs/.
 screenshots: setup

@@ -5,11 +5,13 @@ import os
 
 from qgis.core import (
     QgsProcessingException,
+    QgsProcessingLayerPostProcessorInterface,
     QgsProcessingOutputMultipleLayers,
     QgsProcessingOutputNumber,
     QgsProcessingParameterFile,
     QgsProcessingParameterRasterDestination,
     QgsProcessingParameterRasterLayer,
+    QgsRasterLayer,
 )
 
 from ..deep_pixel.classify.options import ClassifyOptions
@@ -27,7 +29,8 @@ HELP = f"""Classifies every pixel of a raster with a model trained by Train Mode
 <b>Test-time augmentation</b>: averages the 8 flips and rotations (8x slower, usually a little more accurate).
 <b>Mask polygons</b>: only pixels inside them are classified; the rest is nodata. Nodata input pixels stay nodata.
 <b>Confidence</b>: an optional raster of the winning class's probability (0-1).
-<b>A folder of images</b> (qgis_process or Python: INPUT_RASTER=&lt;folder&gt;) gives one &lt;image&gt;_classified.tif per image (and &lt;image&gt;_confidence.tif when a confidence output is asked for) in the folder named like OUTPUT_RASTER without its extension.
+<b>Uncertainty</b>: an optional raster from 0 (sure) to 1 (unsure), styled with a colour ramp: the normalised entropy of the blended class probabilities, or with <b>uncertainty measure</b> margin 1 - (p1 - p2) of the two most likely classes. Suggest Samples reads it to propose where to label next.
+<b>A folder of images</b> (qgis_process or Python: INPUT_RASTER=&lt;folder&gt;) gives one &lt;image&gt;_classified.tif per image (and &lt;image&gt;_confidence.tif, &lt;image&gt;_uncertainty.tif when those outputs are asked for) in the folder named like OUTPUT_RASTER without its extension.
 The raster must have the model's bands in the model's order; a pixel size far from the model's is refused with the resampling command to use."""
 
 
@@ -70,7 +73,7 @@ class ClassifyPixelsAlgorithm(DeepPixelAlgorithm):
         if folder:
             output = os.path.splitext(output)[0]          # the folder receiving <image>_classified.tif
         options = read_declared(self, ClassifyOptions, parameters, context, feedback)
-        confidence = options.output_confidence
+        confidence, uncertainty = options.output_confidence, options.output_uncertainty
         r = run_engine_options("classify", {"input_raster": raster, "model_definition": model,
                                             "output_raster": output}, options, feedback)
         from .styling import ClassStylePostProcessor
@@ -84,12 +87,52 @@ class ClassifyPixelsAlgorithm(DeepPixelAlgorithm):
         elif classes:
             ClassStylePostProcessor.attach(context, output, classes,
                                            os.path.splitext(os.path.basename(output))[0])
+        if uncertainty:
+            uncertainty = _load_uncertainty(context, uncertainty, r.get("uncertainty_outputs") or [], output, folder)
         results = {"OUTPUT_RASTER": output, "TILES": r["tiles"]}
         if folder:
             results["OUTPUT_RASTERS"] = outputs
         if confidence:
             results["OUTPUT_CONFIDENCE"] = confidence
+        if uncertainty:
+            results["OUTPUT_UNCERTAINTY"] = uncertainty
         return results
+
+
+class RampStylePostProcessor(QgsProcessingLayerPostProcessorInterface):
+    """Styles an uncertainty raster with the colour ramp of the .qml the engine wrote beside it."""
+    _alive = []   # Processing keeps only a C++ pointer: hold the Python objects until used
+
+    def __init__(self, path):
+        super().__init__()
+        self.path = path
+
+    def postProcessLayer(self, layer, context, feedback):  # noqa: N802
+        if isinstance(layer, QgsRasterLayer):
+            qml = os.path.splitext(self.path)[0] + ".qml"
+            if os.path.isfile(qml):
+                layer.loadNamedStyle(qml)
+                layer.triggerRepaint()
+            layer.setName(os.path.splitext(os.path.basename(self.path))[0])
+
+    @classmethod
+    def attach(cls, context, path) -> None:
+        if not context.willLoadLayerOnCompletion(path):
+            return
+        processor = cls(path)
+        cls._alive.append(processor)
+        context.layerToLoadOnCompletionDetails(path).setPostProcessor(processor)
+
+
+def _load_uncertainty(context, planned, outputs, output, folder):
+    """Each uncertainty raster loaded with its colour ramp; a folder input loads one per image. Returns the
+    OUTPUT_UNCERTAINTY result (the output folder for a folder input)."""
+    from .styling import ClassStylePostProcessor
+    if folder:
+        ClassStylePostProcessor.replace_output(context, planned, outputs, None)
+    for path in outputs if folder else [planned]:
+        RampStylePostProcessor.attach(context, path)
+    return output if folder else planned
 
 
 def _input_folder(value):

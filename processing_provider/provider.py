@@ -14,6 +14,7 @@ ALGORITHMS = (
     ("train_model", "TrainModelAlgorithm"),
     ("classify_pixels", "ClassifyPixelsAlgorithm"),
     ("compute_accuracy", "ComputeAccuracyAlgorithm"),
+    ("suggest_samples", "SuggestSamplesAlgorithm"),
 )
 
 

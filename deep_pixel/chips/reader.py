@@ -6,8 +6,10 @@ slashes, in any order, with repeated lines; classes from our ``deep_pixel_export
 Band statistics come from the export metadata; a folder without them gets them computed from its
 chips. Several folders are merged when their band count agrees.
 
-Every chip is read into memory once in its raw data type (training samples random crops from it
-many times, so reading from disk per step would dominate on CPU).
+The result is an index (chip paths, sizes, footprints, labelled pixels per class, band statistics):
+pixels are not kept. Each label chip is read once here (class counts and class checks), each image
+chip only opened for its size and georeferencing; training reads chips back window by window
+(deep_pixel/chips/chip.py, deep_pixel/chips/dataset.py), so memory does not grow with the folder.
 """
 from __future__ import annotations
 
@@ -22,18 +24,9 @@ from ..core.errors import DeepPixelError
 from ..core.progress import Progress, check
 from ..core.schema import ClassInfo, ClassSchema, default_color
 from ..io.bandstats import BandStats
+from .chip import Chip, class_counts, label_chip, read_header, read_pixels
 
 EXPORT_METADATA = "deep_pixel_export.json"
-
-
-@dataclass
-class Chip:
-    image: np.ndarray            # (bands, h, w) raw values
-    labels: np.ndarray           # (h, w) class values, 0 = unlabelled
-    valid: np.ndarray            # (h, w) bool: image pixels that are not nodata
-    name: str                    # "<folder>/<image path>" for messages
-    box: tuple | None            # (x0, y0, x1, y1) footprint in ``space`` (for the spatial split)
-    space: str                   # footprints only compare within one space
 
 
 @dataclass
@@ -56,11 +49,20 @@ class ChipSet:
     def pixels_per_class(self, indices=None) -> dict:
         counts: dict = {}
         for i in (range(len(self.chips)) if indices is None else indices):
-            vals, n = np.unique(self.chips[i].labels, return_counts=True)
-            for v, c in zip(vals.tolist(), n.tolist()):
-                if v:
-                    counts[v] = counts.get(v, 0) + c
+            for v, c in self.chips[i].counts.items():
+                counts[v] = counts.get(v, 0) + c
         return counts
+
+    def keep(self, indices=None) -> None:
+        """Hold the pixels of these chips (all by default) in memory: the in-memory way of training."""
+        for i in (range(len(self.chips)) if indices is None else indices):
+            self.chips[i].keep()
+
+    def pixel_bytes(self, indices=None) -> int:
+        """Memory the pixels of these chips would take if held (image, labels and valid mask)."""
+        item = np.dtype(self.dtype).itemsize
+        return sum(h * w * (b * item + 2) for b, h, w in
+                   (self.chips[i].shape for i in (range(len(self.chips)) if indices is None else indices)))
 
 
 def read_map(folder: str) -> list:
@@ -218,7 +220,7 @@ def _check_label_values(chips, label_paths, schema, source) -> None:
         return
     known = set(schema.values) | {0}
     for chip, path in zip(chips, label_paths):
-        extra = sorted(set(np.unique(chip.labels).tolist()) - known)
+        extra = sorted(set(chip.counts) - known)
         if extra:
             listed = ", ".join(f"{c.value} {c.name}" for c in schema)
             raise DeepPixelError(
@@ -227,49 +229,14 @@ def _check_label_values(chips, label_paths, schema, source) -> None:
                 f"has class {extra[0]}, or add it to the class list in {source}.")
 
 
-def _read_raster(path, what):
-    import rasterio
-    if not os.path.isfile(path):
-        raise DeepPixelError(f"The {what} chip {path} listed in map.txt is missing. Re-export the chips "
-                             "or remove that line from map.txt.")
-    try:
-        with rasterio.open(path) as ds:
-            data = ds.read()
-            nodata = ds.nodata
-            bounds = ds.bounds if not ds.transform.is_identity else None
-            crs = ds.crs.to_wkt() if ds.crs else None
-    except (OSError, ValueError, rasterio.errors.RasterioError) as e:   # RasterioIOError is an OSError
-        raise DeepPixelError(f"Cannot read the {what} chip {path}: {e}. Re-export the chips or fix map.txt.") from e
-    return data, nodata, bounds, crs
-
-
-def _label_chip(labels, lab_rel) -> np.ndarray:
-    """The first band of a label chip as uint8/uint16 class values (checked)."""
-    lab = labels[0]
-    if lab.dtype.kind not in "iu" or (lab.size and int(lab.min()) < 0):
-        raise DeepPixelError(f"{lab_rel}: label chips must hold non-negative integer class values.")
-    top = int(lab.max(initial=0))
-    if top > 65535:
-        raise DeepPixelError(f"{lab_rel} holds the class value {top}; class values must be "
-                             "1 to 65535 in a label chip (0 = unlabelled). Renumber the classes and export again.")
-    return lab.astype(np.uint16 if top > 255 else np.uint8)
-
-
-def _valid_pixels(image, nodata) -> np.ndarray:
-    """Pixels that are not nodata; NaN or infinite values count as nodata (they would poison the statistics)."""
-    valid = np.ones(image.shape[1:], bool) if nodata is None else ~np.all(image == nodata, axis=0)
-    if image.dtype.kind == "f":
-        valid &= np.all(np.isfinite(image), axis=0)
-    return valid
-
-
 def _read_pair(folder, k, img_rel, lab_rel, windows) -> tuple:
-    """One map.txt line -> (Chip, CRS of the image chip)."""
-    image, nodata, bounds, crs = _read_raster(_resolve(folder, img_rel), "image")
-    labels, _, _, _ = _read_raster(_resolve(folder, lab_rel), "label")
-    if labels.shape[1:] != image.shape[1:]:
+    """One map.txt line -> (Chip, dtype and CRS of the image chip): the label chip is read, the image only opened."""
+    image_path, label_path = _resolve(folder, img_rel), _resolve(folder, lab_rel)
+    shape, dtype, nodata, bounds, crs = read_header(image_path, "image")
+    labels = read_pixels(label_path, "label")
+    if labels.shape[1:] != shape[1:]:
         raise DeepPixelError(f"{lab_rel} is {labels.shape[2]}x{labels.shape[1]} px but {img_rel} is "
-                             f"{image.shape[2]}x{image.shape[1]}: image and label chips must match. "
+                             f"{shape[2]}x{shape[1]}: image and label chips must match. "
                              "Re-export the chips or remove that line from map.txt.")
     if img_rel in windows:
         box, space = windows[img_rel], f"window:{folder}"
@@ -277,38 +244,38 @@ def _read_pair(folder, k, img_rel, lab_rel, windows) -> tuple:
         box, space = tuple(bounds), f"crs:{crs}"
     else:
         box, space = None, f"chip:{folder}:{k}"
-    chip = Chip(image, _label_chip(labels, lab_rel), _valid_pixels(image, nodata),
-                f"{os.path.basename(folder)}/{img_rel}", box, space)
-    return chip, crs
+    chip = Chip(image_path, label_path, f"{os.path.basename(folder)}/{img_rel}", box, space, shape, nodata,
+                class_counts(label_chip(labels, lab_rel)))
+    return chip, dtype, crs
 
 
 def _read_chips(folder, pairs, windows, progress) -> tuple:
-    """Every chip of map.txt -> (chips, CRS of the first image chip); all of the same band count."""
-    chips, first_crs = [], None
+    """Every chip of map.txt -> (chips, (dtype, CRS) of the first image chip); all of the same band count."""
+    chips, first = [], None
     for k, (img_rel, lab_rel) in enumerate(pairs):
         progress.check_cancelled()
-        chip, crs = _read_pair(folder, k, img_rel, lab_rel, windows)
+        chip, dtype, crs = _read_pair(folder, k, img_rel, lab_rel, windows)
         if not chips:
-            first_crs = crs
-        elif chip.image.shape[0] != chips[0].image.shape[0]:
-            raise DeepPixelError(f"{img_rel} has {chip.image.shape[0]} band(s) but the first chip has "
-                                 f"{chips[0].image.shape[0]}: every chip of a folder must come from the same "
+            first = (dtype, crs)
+        elif chip.shape[0] != chips[0].shape[0]:
+            raise DeepPixelError(f"{img_rel} has {chip.shape[0]} band(s) but the first chip has "
+                                 f"{chips[0].shape[0]}: every chip of a folder must come from the same "
                                  "bands. Re-export the chips.")
         chips.append(chip)
-        progress.report((k + 1) / len(pairs), f"read {k + 1}/{len(pairs)} chips")
-    return chips, first_crs
+        progress.report((k + 1) / len(pairs), f"indexed {k + 1}/{len(pairs)} chips")
+    return chips, first
 
 
 def read_folder(folder: str, progress: Progress | None = None) -> ChipSet:
-    """One chips folder -> ChipSet (all chips in memory)."""
+    """One chips folder -> ChipSet (an index: the chips' pixels are read when training asks for them)."""
     progress = check(progress)
     folder = os.path.abspath(folder)
     if not os.path.isdir(folder):
         raise DeepPixelError(f"The training data folder {folder} does not exist.")
     pairs = read_map(folder)
     meta = _load_json(os.path.join(folder, EXPORT_METADATA), progress)
-    chips, first_crs = _read_chips(folder, pairs, _windows(meta), progress)
-    shape, dtype = chips[0].image.shape, chips[0].image.dtype
+    chips, (dtype, first_crs) = _read_chips(folder, pairs, _windows(meta), progress)
+    shape = chips[0].shape
     meta = meta or {}
     bands = meta.get("bands")
     if not (isinstance(bands, list) and len(bands) == shape[0]
@@ -332,9 +299,9 @@ def read_folder(folder: str, progress: Progress | None = None) -> ChipSet:
 
 
 def _stats_from_chips(chips) -> dict:
-    acc = BandStats(chips[0].image.shape[0])
-    for c in chips:
-        acc.add(c.image, c.valid)
+    acc = BandStats(chips[0].shape[0])
+    for c in chips:                     # one chip at a time
+        acc.add(*c.read_image())
     out = acc.result()
     if not out.get("count"):
         raise DeepPixelError("Every image chip is nodata: there is nothing to train on.")
@@ -388,7 +355,7 @@ def read_chip_folders(folders, progress: Progress | None = None) -> ChipSet:
     chips = [c for s in sets for c in s.chips]
     seen = set()
     for c in chips:
-        seen.update(int(v) for v in np.unique(c.labels) if v)
+        seen.update(c.counts)
     if not seen:
         raise DeepPixelError("No chip holds a labelled pixel (every label is 0). Draw training samples "
                              "inside the raster and export again.")

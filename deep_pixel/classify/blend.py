@@ -145,3 +145,33 @@ def decide(probs: np.ndarray, weights: np.ndarray, excluded=()):
         np.maximum(best, probs[c], out=best)
     confidence = np.divide(best, weights, out=np.zeros_like(weights), where=covered)
     return index, confidence, covered
+
+
+def uncertainty(probs: np.ndarray, weights: np.ndarray, measure: str, excluded=()) -> np.ndarray:
+    """(classes, rows, w) summed probabilities -> (rows, w) float32 from 0 (sure) to 1 (unsure).
+
+    The probabilities are those of the classes that can be predicted (renormalised when some are
+    excluded). ``entropy``: -sum(p log p) / log(classes); ``margin``: 1 - (p1 - p2), the two most
+    likely classes. Pixels no tile covered get 0 (the outputs make them nodata)."""
+    candidates = [c for c in range(probs.shape[0]) if c not in set(excluded)]
+    out = np.zeros(weights.shape, dtype=np.float32)
+    if len(candidates) < 2:
+        return out
+    total = probs[candidates[0]].copy()
+    for c in candidates[1:]:
+        total += probs[c]
+    inv = np.divide(np.float32(1), total, out=np.zeros_like(total), where=(weights > 0) & (total > 0))
+    if measure == "margin":
+        first, second = np.zeros_like(total), np.zeros_like(total)
+        for c in candidates:
+            np.maximum(second, np.minimum(first, probs[c]), out=second)
+            np.maximum(first, probs[c], out=first)
+        out[:] = (first - second) * inv
+        np.subtract(np.float32(1), out, out=out, where=inv > 0)
+    else:
+        for c in candidates:
+            p = probs[c] * inv
+            np.clip(p, np.float32(1e-12), np.float32(1), out=p)
+            out -= p * np.log(p)
+        out *= np.float32(1 / np.log(len(candidates)))
+    return np.clip(out, 0, 1, out=out)

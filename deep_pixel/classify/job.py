@@ -48,7 +48,7 @@ class Job:
         """Classify the strips starting at ``rows`` (a run of self.rows); outputs.write gets each strip."""
         reader = TileReader(ds, self.bands, self.info, self.tile.tile, self.mask, self.transform)
         return run_tiles(reader, self.info, self.tile.tile, rows, self.cols, self.num_classes, self.predictor,
-                         self.batch, outputs.write, self.excluded, outputs.conf is not None, progress,
+                         self.batch, outputs.write, self.excluded, outputs.per_pixel(), progress,
                          next_row=next_row)
 
     def log_plan(self, options, progress) -> None:

@@ -20,14 +20,16 @@ class ClassifyOptions:
     """Classify Pixels' options, each declared once (deep_pixel/core/params.py builds the interfaces)."""
     tile_size: int = option(
         0, "Tile size (pixels)", f"0: chosen per raster between {MIN_AUTO_TILE} and {MAX_AUTO_TILE} px, the size "
-        "that computes the fewest pixels; else a multiple of the network's downsampling factor", minimum=0)
+        "that computes the fewest pixels; else a multiple of the network's downsampling factor", minimum=0,
+        maximum=8192)
     padding: int | None = option(
         None, "Padding (pixels)", f"pixels blended at each tile border; empty: the network's effective border, "
         f"{AUTO_PADDING} px (or {AUTO_PADDING_MULTIPLES} x its downsampling factor if larger); less than half "
-        "the tile", kind="int", minimum=0, optional=True)
+        "the tile", kind="int", minimum=0, maximum=4096, optional=True)
     batch_size: int = option(
         4, "Batch size", "tiles per forward pass; on CPU lowered so one batch stays within "
-        f"{CPU_BATCH_PIXELS // 2**20} megapixels, on CUDA raised to what half the free GPU memory holds", minimum=1)
+        f"{CPU_BATCH_PIXELS // 2**20} megapixels, on CUDA raised to what half the free GPU memory holds", minimum=1,
+        maximum=1024)
     predict_background: bool = option(
         True, "Predict background classes", "off: classes named background/other/unclassified are not "
         "predicted; their pixels go to the most likely other class")

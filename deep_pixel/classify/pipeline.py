@@ -14,7 +14,7 @@ import numpy as np
 from rasterio.windows import Window
 
 from ..io.raster import read_bands, valid_mask
-from .blend import RollingBlender, decide
+from .blend import RollingBlender, decide, uncertainty
 from .strip_io import BackgroundWriter, Prefetcher
 
 
@@ -54,14 +54,29 @@ class TileReader:
         return TileData(c0, x, keep)
 
 
-class StripRows:
-    """The final rows of one strip: class index (-1 = not covered), confidence, pixels to keep."""
+@dataclass(frozen=True)
+class PerPixel:
+    """The optional per-pixel rasters asked for: the winning probability, an uncertainty measure."""
+    confidence: bool = False
+    uncertainty: str | None = None      # None, "entropy" or "margin"
 
-    def __init__(self, row: int, rows: int, width: int, excluded, confidence: bool):
+    @classmethod
+    def of(cls, wanted) -> "PerPixel":
+        """A PerPixel, or a bool (the confidence raster alone, as callers before the uncertainty said it)."""
+        return wanted if isinstance(wanted, PerPixel) else cls(confidence=bool(wanted))
+
+
+class StripRows:
+    """The final rows of one strip: class index (-1 = not covered), confidence, uncertainty, pixels to keep."""
+
+    def __init__(self, row: int, rows: int, width: int, excluded, per_pixel):
         self.row, self.excluded = row, excluded
+        wanted = PerPixel.of(per_pixel)
+        self.measure = wanted.uncertainty
         self.index = np.full((rows, width), -1, dtype=np.int16)
         self.keep = np.zeros((rows, width), dtype=bool)
-        self.confidence = np.zeros((rows, width), dtype=np.float32) if confidence else None
+        self.confidence = np.zeros((rows, width), dtype=np.float32) if wanted.confidence else None
+        self.uncertainty = np.zeros((rows, width), dtype=np.float32) if self.measure else None
 
     def put_keep(self, tile: TileData) -> None:
         rows = min(self.keep.shape[0], tile.keep.shape[0])
@@ -74,6 +89,8 @@ class StripRows:
             self.index[:, col:col + n] = index if covered.all() else np.where(covered, index, -1)
             if self.confidence is not None:
                 self.confidence[:, col:col + n] = confidence
+            if self.measure:
+                self.uncertainty[:, col:col + n] = uncertainty(sums, weights, self.measure, self.excluded)
 
 
 class _Progress:
@@ -100,11 +117,11 @@ class _Progress:
         self.progress.report(self.done / self.total * 0.97, f"tile {self.done}/{self.total}, ETA {left:.0f} s")
 
 
-def run_tiles(reader, info, tile, rows, cols, classes, predictor, batch, write, excluded, confidence, progress,
+def run_tiles(reader, info, tile, rows, cols, classes, predictor, batch, write, excluded, per_pixel, progress,
               next_row=None):
     """Classify every tile of the strips starting at ``rows``; ``write(StripRows)`` receives each strip's
-    final rows, in order. ``next_row``: where the strip after the last one starts (default: the raster's
-    end), for a run over part of the strips.
+    final rows, in order. ``per_pixel``: a PerPixel (or a bool: the confidence raster alone). ``next_row``:
+    where the strip after the last one starts (default: the raster's end), for a run over part of the strips.
 
     Returns (tiles skipped, blending bytes)."""
     blender = RollingBlender(info.height, info.width, classes, tile)
@@ -116,7 +133,7 @@ def run_tiles(reader, info, tile, rows, cols, classes, predictor, batch, write, 
         for i, r0 in enumerate(rows):
             next_r0 = rows[i + 1] if i + 1 < len(rows) else (next_row or info.height)
             blender.start_strip(r0, next_r0)
-            out = StripRows(r0, min(next_r0, info.height) - r0, info.width, excluded, confidence)
+            out = StripRows(r0, min(next_r0, info.height) - r0, info.width, excluded, per_pixel)
             pending = []
             for _ in cols:
                 pending.append(next(stream)[1])

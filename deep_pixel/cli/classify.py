@@ -27,7 +27,8 @@ def execute(input_raster: str, model_definition: str, output_raster: str, option
     """The command's work and its result dict (the command line and in-process Processing share it)."""
     r = classify(input_raster, model_definition, output_raster, options, progress)
     return {"output_raster": r.output_raster, "output_confidence": r.output_confidence, "outputs": r.outputs,
-            "confidence_outputs": r.confidence_outputs, "device": r.device, "tiles": r.tiles,
+            "confidence_outputs": r.confidence_outputs, "output_uncertainty": r.output_uncertainty,
+            "uncertainty_outputs": r.uncertainty_outputs, "device": r.device, "tiles": r.tiles,
             "skipped_tiles": r.skipped_tiles, "seconds": round(r.seconds, 2), "class_values": r.class_values,
             "classes": r.classes, "tile_size": r.tile.tile, "padding": r.tile.padding, "runtime": r.runtime,
             "precision": r.precision, "overlap_factor": round(r.overlap_factor, 3)}

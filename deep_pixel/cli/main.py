@@ -16,7 +16,7 @@ from .. import __version__
 from ..core.errors import Cancelled, DeepPixelError, Terminated
 from ..core.progress import ConsoleProgress, JsonLinesProgress
 
-COMMANDS = ("export", "train", "classify", "evaluate", "diagnose")
+COMMANDS = ("export", "train", "classify", "evaluate", "suggest", "diagnose")
 
 
 def build_parser() -> argparse.ArgumentParser:

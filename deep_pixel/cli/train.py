@@ -3,11 +3,15 @@
 The options' flags come from TrainOptions' declarations (deep_pixel/core/params.py)."""
 from __future__ import annotations
 
+import sys
+
 from ..core.params import add_cli_arguments, from_cli
+from ..train.distributed import launched_rank
 from ..train.loop import train_model
 from ..train.options import TrainOptions
 
-HELP = "Train Model: train a segmentation network on exported chips and write a model package."
+HELP = ("Train Model: train a segmentation network on exported chips and write a model package "
+        "(several processes or machines: start it with torchrun, see deep_pixel/train/distributed.py).")
 
 
 def add_arguments(p):
@@ -17,6 +21,8 @@ def add_arguments(p):
 
 
 def run(args, progress):
+    if launched_rank():         # under torchrun only rank 0 prints its progress and the result on stdout
+        sys.stdout = sys.stderr     # its result and errors go to stderr
     return execute(args.input_training_data, args.output_model, from_cli(TrainOptions, args), progress)
 
 

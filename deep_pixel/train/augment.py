@@ -1,4 +1,4 @@
-"""Training batches from in-memory chips: random crops that are labelled enough, flips and
+"""Training examples from chips: random crops that are labelled enough, flips and
 quarter turns, normalisation through the shared InputTransform, label values -> class indices.
 """
 from __future__ import annotations
@@ -45,7 +45,13 @@ def pad_to(x: np.ndarray, multiple: int, value) -> np.ndarray:
 
 
 class BatchMaker:
-    """Turns chips into (input, target) numpy batches; all randomness from one seeded generator."""
+    """Turns chips into (input, target) numpy examples and batches.
+
+    ``example(chip, rng)`` is one random crop (read through a window of the image chip), augmented and
+    normalised; ``sample`` draws a batch with the maker's own seeded generator (the learning-rate
+    test), and deep_pixel/chips/dataset.py draws each example of a DataLoader with a generator seeded
+    from (seed, epoch, position), so worker processes give the same batches as the main process.
+    """
 
     def __init__(self, chips, transform: InputTransform, lut: np.ndarray, crop: int, multiple: int,
                  augmentations=(), min_labelled: float = 0.02, seed: int = 0, tries: int = 8):
@@ -59,54 +65,58 @@ class BatchMaker:
         self.rng = np.random.default_rng(seed)
         self.tries = tries
 
-    def _crop(self, chip):
-        h, w = chip.labels.shape
+    def _window(self, labels, rng) -> tuple:
+        """(row, col, height, width) of a crop at least ``min_labelled`` labelled (the best of ``tries``)."""
+        h, w = labels.shape
         ch, cw = min(self.crop, h), min(self.crop, w)
         best, best_frac = (0, 0), -1.0
         for _ in range(self.tries):
-            y = int(self.rng.integers(0, h - ch + 1))
-            x = int(self.rng.integers(0, w - cw + 1))
-            frac = np.count_nonzero(self.lut[chip.labels[y:y + ch, x:x + cw]] >= 0) / (ch * cw)
+            y = int(rng.integers(0, h - ch + 1))
+            x = int(rng.integers(0, w - cw + 1))
+            frac = np.count_nonzero(self.lut[labels[y:y + ch, x:x + cw]] >= 0) / (ch * cw)
             if frac > best_frac:
                 best, best_frac = (y, x), frac
             if frac >= self.min_labelled:
                 break
-        y, x = best
-        return (chip.image[:, y:y + ch, x:x + cw], chip.labels[y:y + ch, x:x + cw],
-                chip.valid[y:y + ch, x:x + cw])
+        return best + (ch, cw)
 
-    def _augment(self, image, target):
-        if "hflip" in self.aug and self.rng.random() < 0.5:
+    def _augment(self, image, target, rng):
+        if "hflip" in self.aug and rng.random() < 0.5:
             image, target = image[:, :, ::-1], target[:, ::-1]
-        if "vflip" in self.aug and self.rng.random() < 0.5:
+        if "vflip" in self.aug and rng.random() < 0.5:
             image, target = image[:, ::-1], target[::-1]
         if "rot90" in self.aug and image.shape[1] == image.shape[2]:
-            k = int(self.rng.integers(0, 4))
+            k = int(rng.integers(0, 4))
             if k:
                 image, target = np.rot90(image, k, axes=(1, 2)), np.rot90(target, k)
         return image, target
 
+    def example(self, chip, rng) -> tuple:
+        """One training example of ``chip``: a random labelled crop, augmented; padded to the multiple."""
+        labels = chip.labels
+        y, x, h, w = self._window(labels, rng)
+        raw, valid = chip.read_image((y, x, h, w))
+        image, target = self._augment(self.transform.apply(raw, valid), self.lut[labels[y:y + h, x:x + w]], rng)
+        return pad_to(image, self.multiple, 0.0), pad_to(target, self.multiple, IGNORE_INDEX)
+
+    def whole_example(self, chip) -> tuple:
+        """The whole chip, no augmentation (validation); padded to the network's multiple."""
+        raw, valid = chip.read_image()
+        return (pad_to(self.transform.apply(raw, valid), self.multiple, 0.0),
+                pad_to(self.lut[chip.labels], self.multiple, IGNORE_INDEX))
+
     def sample(self, indices):
         """A training batch of random crops of the chips at ``indices``."""
-        images, targets = [], []
-        for i in indices:
-            raw, labels, valid = self._crop(self.chips[i])
-            image, target = self._augment(self.transform.apply(raw, valid), self.lut[labels])
-            images.append(pad_to(image, self.multiple, 0.0))
-            targets.append(pad_to(target, self.multiple, IGNORE_INDEX))
-        return _stack(images, targets)
+        return stack_examples([self.example(self.chips[i], self.rng) for i in indices])
 
     def whole(self, indices):
         """Whole chips, no augmentation (validation); padded to the network's multiple."""
-        images, targets = [], []
-        for i in indices:
-            c = self.chips[i]
-            images.append(pad_to(self.transform.apply(c.image, c.valid), self.multiple, 0.0))
-            targets.append(pad_to(self.lut[c.labels], self.multiple, IGNORE_INDEX))
-        return _stack(images, targets)
+        return stack_examples([self.whole_example(self.chips[i]) for i in indices])
 
 
-def _stack(images, targets):
+def stack_examples(examples) -> tuple:
+    """[(image, target), ...] -> (float32 batch, int64 batch); chips of several sizes padded to the largest."""
+    images, targets = [e[0] for e in examples], [e[1] for e in examples]
     shapes = {t.shape for t in targets}
     if len(shapes) > 1:   # chips of several sizes: pad to the largest
         h = max(s[0] for s in shapes)

@@ -7,6 +7,9 @@ memory killer, closed QGIS) keeps its last completed epoch in a folder that load
 The output folder itself still appears only when training completes; the checkpoint is then
 removed. A cancel removes it too: the user asked for nothing to be left.
 
+Each checkpoint also holds ``resume.pt`` (see resume.py): a run started again with the same chips and
+options continues from it instead of starting over. In a distributed run only rank 0 writes.
+
 Replacing the previous checkpoint takes two renames (old away, new in place); a kill between them
 leaves the previous one complete under ``.<name>.checkpoint.old-*``.
 """
@@ -17,6 +20,7 @@ import shutil
 import tempfile
 
 from ..core.errors import DeepPixelError
+from . import resume
 
 SUFFIX = ".checkpoint"
 
@@ -29,11 +33,13 @@ def checkpoint_path(output_folder: str) -> str:
 class Checkpoints:
     """Writes, replaces and removes the checkpoint folder of one training run."""
 
-    def __init__(self, output_folder: str, name: str, inputs=(), progress=None):
+    def __init__(self, output_folder: str, name: str, inputs=(), progress=None, active: bool = True):
         self.path = checkpoint_path(output_folder)
         self.name = name
         self.progress = progress
+        self.active = active                 # False: another process (rank 0) writes the checkpoints
         self.epoch: int | None = None        # epoch of the checkpoint this run wrote
+        self.adopted: int | None = None      # epoch of the earlier run's checkpoint this run resumed from
         self._check(inputs)
 
     def _check(self, inputs) -> None:
@@ -50,12 +56,27 @@ class Checkpoints:
             raise DeepPixelError(f"{self.path} exists and is not a checkpoint of the model {self.name!r}; "
                                  "training keeps its checkpoints there. Move or delete it, or choose another "
                                  "output folder.")
-        if os.listdir(self.path) and self.progress is not None:
-            self.progress.warn(f"An earlier checkpoint {self.path} (from an interrupted run) will be replaced "
-                               "by this run's first checkpoint; copy it elsewhere now to keep it.")
 
-    def save(self, epoch: int, write) -> None:
-        """``write(folder)`` writes the package into a fresh folder; it then replaces the checkpoint."""
+    def take_over(self, fingerprint: str) -> dict | None:
+        """The resume state of an earlier run's checkpoint made with the same chips and options (this
+        run then owns it), or None (an unusable earlier checkpoint is replaced by this run's first one)."""
+        if not self.active or not os.path.isdir(self.path) or not os.listdir(self.path):
+            return None
+        state, why = resume.load(self.path, fingerprint)
+        if state is not None:
+            self.adopted = int(state["epoch"])
+            return state
+        if self.progress is not None:
+            self.progress.warn(f"An earlier checkpoint {self.path} (from an interrupted run) will be replaced "
+                               f"by this run's first checkpoint ({why}, so training starts over); copy it "
+                               "elsewhere now to keep it.")
+        return None
+
+    def save(self, epoch: int, write, resume_state: dict | None = None) -> None:
+        """``write(folder)`` writes the package into a fresh folder (with ``resume_state`` beside it); it
+        then replaces the checkpoint."""
+        if not self.active:
+            return
         parent = os.path.dirname(self.path)
         base = os.path.basename(self.path)
         old = None
@@ -65,6 +86,8 @@ class Checkpoints:
             raise _write_error(self.path, e) from e
         try:
             write(tmp)
+            if resume_state is not None:
+                resume.save(tmp, resume_state)
             if os.path.isdir(self.path):
                 old = tempfile.mkdtemp(prefix="." + base + ".old-", dir=parent)
                 os.rmdir(old)
@@ -79,23 +102,26 @@ class Checkpoints:
             raise
         if old:
             shutil.rmtree(old, ignore_errors=True)
-        first = self.epoch is None
-        self.epoch = epoch
+        first = self.epoch is None and self.adopted is None
+        self.epoch, self.adopted = epoch, None
         if self.progress is not None:
             self.progress.log(f"Checkpoint of epoch {epoch} (best so far) written to {self.path}"
                               + (" (a loadable model; it is removed when training completes)." if first else "."))
 
-    def remove(self) -> None:
-        """Delete the checkpoint this run wrote (a checkpoint of an earlier run is left alone)."""
-        if self.epoch is not None:
+    def remove(self, completed: bool = False) -> None:
+        """Delete the checkpoint this run wrote; when training completed, also one it resumed from (a
+        checkpoint of an earlier run is otherwise left alone)."""
+        if self.epoch is not None or (completed and self.adopted is not None):
             shutil.rmtree(self.path, ignore_errors=True)
-            self.epoch = None
+            self.epoch = self.adopted = None
 
     def kept_notice(self) -> str | None:
-        if self.epoch is None or not os.path.isdir(self.path):
+        epoch = self.epoch if self.epoch is not None else self.adopted
+        if epoch is None or not os.path.isdir(self.path):
             return None
-        return (f"Training stopped before completing; the best model so far (epoch {self.epoch}) is kept in "
-                f"{self.path}. It loads and classifies like a finished model.")
+        return (f"Training stopped before completing; the best model so far (epoch {epoch}) is kept in "
+                f"{self.path}. It loads and classifies like a finished model; run the same command again "
+                "to resume from it.")
 
 
 def _write_error(path, e) -> DeepPixelError:

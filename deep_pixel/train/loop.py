@@ -1,23 +1,25 @@
 """Train Model: chips folders -> a self-describing model folder (.emd, .pth, .dlpk, report, log).
 
 The loop: spatially separate validation chips, band-statistics normalisation via InputTransform,
-random labelled crops with flips/rotations, cross-entropy ignoring unlabelled pixels, AdamW with
-warm-up then cosine decay (rate from a range test when none is given), evaluation every epoch,
-the best epoch kept, early stopping. The output folder appears only when training ends; meanwhile the best epoch so far is kept as a
-loadable package in ``<output>.checkpoint`` (see train_checkpoint), which survives a killed run and
-is removed on completion or cancel.
+random labelled crops with flips/rotations streamed from the chip files by a DataLoader
+(deep_pixel/chips/dataset.py: pixels are never all in memory), cross-entropy ignoring unlabelled
+pixels, AdamW with warm-up then cosine decay (rate from a range test when none is given), evaluation
+every epoch, the best epoch kept, early stopping. The output folder appears only when training ends;
+meanwhile the best epoch so far is kept as a loadable package in ``<output>.checkpoint`` (see
+checkpoint.py), which survives a killed run, lets the same command resume from it (resume.py), and
+is removed on completion or cancel. Launched by torchrun, the same loop trains one model on several
+processes (distributed.py).
 """
 from __future__ import annotations
 
-import copy
 import math
 import os
-import time
 import warnings
 from dataclasses import dataclass
 
 import numpy as np
 
+from ..chips.dataset import ChipLoader, auto_workers
 from ..chips.reader import read_chip_folders
 from ..core.device import select_device
 from ..core.errors import Cancelled, DeepPixelError, Terminated
@@ -25,8 +27,11 @@ from ..core.inputs import InputTransform
 from ..core.progress import Progress, check
 from ..io.staging import check_output_folder, staged_folder
 from ..model.registry import build_model
+from . import distributed, resume
 from .augment import BatchMaker, augmentation_set, label_lut
+from .best import BestEpoch, schedule
 from .checkpoint import Checkpoints
+from .epoch import evaluate_epoch, train_epoch
 from .health import Health
 from .lr_finder import find_learning_rate
 from .options import AUTO_VALIDATION_MIN_CHIPS, MIN_STEPS_PER_EPOCH, TrainOptions, network_parameters
@@ -36,6 +41,9 @@ from .step import SegmentationLoss, Stepper, class_weights
 from .write import build_emd, model_name, sample_pictures, training_log, write_model
 
 CPU_CHIP_SIZE = 64
+# Chips whose pixels take less than this are held in memory instead of streamed (0: always stream);
+# bench/bench_train_scale.py measured streaming as fast as holding them, so training always streams.
+KEEP_PIXELS_BELOW = 0
 
 
 @dataclass
@@ -57,79 +65,44 @@ def ndvi_pair(band_names, bands):
     return [nir[0], red[0]] if nir and red else None
 
 
-def _schedule(total_steps, warmup_fraction):
-    warm = max(1, int(total_steps * warmup_fraction))
-
-    def factor(step):
-        if step < warm:
-            return (step + 1) / warm
-        t = (step - warm) / max(1, total_steps - warm)
-        return 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
-    return factor
-
-
-def _better(monitor, value, best):
-    if value is None or not math.isfinite(value):
-        return False
-    if best is None:
-        return True
-    return value < best - 1e-6 if monitor == "valid_loss" else value > best + 1e-6
-
-
 def train_model(folders, output_folder: str, options: TrainOptions | None = None,
                 progress: Progress | None = None) -> TrainResult:
     """Train on one or several chips folders and write the model folder ``output_folder``.
 
-    The best epoch so far is kept in ``<output_folder>.checkpoint`` while training runs.
+    The best epoch so far is kept in ``<output_folder>.checkpoint`` while training runs; a run started
+    again with the same chips and options resumes from it. Under torchrun, ranks other than 0 log
+    nothing and write nothing.
     """
     options = options or TrainOptions()
     progress = check(progress)
     options.validate()
     folders = [folders] if isinstance(folders, str) else list(folders)
+    main = distributed.launched_rank() == 0
+    progress = progress if main else Progress()
     check_output_folder(output_folder, inputs=folders)
-    checkpoints = Checkpoints(output_folder, model_name(output_folder), folders, progress)
+    checkpoints = Checkpoints(output_folder, model_name(output_folder), folders, progress, active=main)
+    run = _Run(options, progress, model_name(output_folder))
     try:
-        result = _train(folders, output_folder, options, progress, checkpoints)
+        result = _train(run, folders, output_folder, checkpoints)
     except Cancelled as e:
         if not isinstance(e, Terminated):        # SIGTERM (a scheduler's stop) keeps the best epoch so far
             checkpoints.remove()
             raise
         notice = checkpoints.kept_notice()
         raise Terminated(f"{e} {notice}" if notice else str(e)) from e
-    except BaseException:
+    except BaseException as e:
         notice = checkpoints.kept_notice()
         if notice:
             progress.warn(notice)
+        lost = distributed.peer_lost(run.dist, e)
+        if lost is not None:
+            raise lost from e
         raise
-    checkpoints.remove()
+    finally:
+        if run.loader is not None:
+            run.loader.close()
+        distributed.finish(run.dist)
     return result
-
-
-class BestEpoch:
-    """The best epoch so far by the monitored metric: its number, summary and weights; early stopping."""
-
-    def __init__(self, monitor: str, patience: int):
-        self.monitor, self.patience = monitor, patience
-        self.value, self.state, self.epoch, self.summary, self.stale = None, None, 0, {}, 0
-
-    def update(self, epoch: int, value, summary: dict, model, sound: bool = True) -> bool:
-        """Record an epoch; True when it is the best so far (its weights are kept). An epoch that is not
-        sound (see health.py: its losses are not numbers) is never the best."""
-        if not sound:
-            self.stale += 1
-            return False
-        improved = _better(self.monitor, value, self.value)
-        if improved or self.state is None:
-            self.value = value if improved else self.value
-            self.state = copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})
-            self.epoch, self.summary, self.stale = epoch, summary, 0
-        else:
-            self.stale += 1
-        return self.epoch == epoch
-
-    @property
-    def exhausted(self) -> bool:
-        return self.stale >= self.patience
 
 
 class _Run:
@@ -137,20 +110,25 @@ class _Run:
 
     def __init__(self, options: TrainOptions, progress: Progress, name: str):
         self.options, self.progress, self.name = options, progress, name
-        self.epochs, self.stopped_early, self.step = [], False, 0
+        self.epochs, self.stopped_early, self.step, self.start_epoch = [], False, 0, 0
         self.best = BestEpoch(options.monitor, options.arg("patience"))
+        self.dist, self.loader, self.resumed, self.frozen, self.started = distributed.Dist(), None, None, False, None
 
 
-def _train(folders, output_folder, options, progress, checkpoints) -> TrainResult:
-    run = _Run(options, progress, model_name(output_folder))
-    _prepare(run, folders)
+def _train(run: _Run, folders, output_folder, checkpoints) -> TrainResult:
+    progress = run.progress
+    _prepare(run, folders, checkpoints)
     _fit(run, checkpoints)
     run.model.load_state_dict(run.best.state)
     run.model.eval()
-    progress.report(0.96, "writing the model package")
-    with staged_folder(output_folder) as tmp:
-        progress.check_cancelled()
-        log = _write_best(run, tmp, with_onnx=True)
+    log = _log(run)
+    if run.dist.main:
+        progress.report(0.96, "writing the model package")
+        with staged_folder(output_folder) as tmp:
+            progress.check_cancelled()
+            log = _write_best(run, tmp, with_onnx=True)
+        checkpoints.remove(completed=True)
+    distributed.barrier(run.dist)                # the other ranks wait until the package is in place
     emd_path = os.path.join(output_folder, run.name + ".emd")
     best = run.best
     progress.report(1.0, f"model written: best epoch {best.epoch}")
@@ -159,11 +137,12 @@ def _train(folders, output_folder, options, progress, checkpoints) -> TrainResul
     return TrainResult(output_folder, emd_path, best.epoch, len(run.epochs), best.summary, log, run.model)
 
 
-def _prepare(run: _Run, folders) -> None:
-    """Data, network, batches, loss, optimiser and learning rate, in that order."""
+def _prepare(run: _Run, folders, checkpoints) -> None:
+    """Device (and process group), data, network, split, batches, model, optimiser, in that order."""
     import torch
     options, progress = run.options, run.progress
-    run.device, run.reason = select_device(options.device)
+    device, reason = select_device(options.device)
+    run.dist, run.device, run.reason = distributed.start(device, reason)
     progress.log(f"Device: {run.reason}.")
     torch.manual_seed(options.seed)
     _prepare_data(run, folders)
@@ -171,11 +150,15 @@ def _prepare(run: _Run, folders) -> None:
     _prepare_split(run)
     _prepare_batches(run)
     _prepare_model(run)
-    _prepare_optimiser(run)
+    _prepare_optimiser(run, checkpoints)
 
 
 def _prepare_data(run: _Run, folders) -> None:
-    run.data = read_chip_folders(folders, run.progress.sub(0.0, 0.03))
+    run.fingerprint = resume.fingerprint(folders, run.options)
+    data = read_chip_folders(folders, run.progress.sub(0.0, 0.03)) if run.dist.main else None
+    run.data = distributed.share(run.dist, data)        # rank 0 reads the index; every rank gets it
+    if KEEP_PIXELS_BELOW and run.data.pixel_bytes() < KEEP_PIXELS_BELOW:
+        run.data.keep()
     run.ignore = set(run.options.arg("ignore_classes"))
     schema = run.data.schema
     for v in run.ignore:
@@ -223,6 +206,12 @@ def _prepare_split(run: _Run) -> None:
         progress.warn("No separate validation chips (too few chips or VALIDATION_PERCENT=0): metrics and "
                       "the best epoch are measured on the training chips.")
     run.eval_idx = valid_idx or run.train_idx
+    if len(run.train_idx) < run.dist.world:
+        raise DeepPixelError(f"{len(run.train_idx)} training chip(s) for {run.dist.world} processes: each process "
+                             "needs at least one. Start fewer processes (torchrun --nproc_per_node) or export more "
+                             "chips.")
+    run.train_shard = distributed.shard(run.train_idx, run.dist)     # each rank trains on its own chips
+    run.eval_shard = distributed.shard(run.eval_idx, run.dist)
     counts = data.pixels_per_class(valid_idx) if valid_idx else {}
     if valid_idx and not any(counts.get(v) for v in run.class_values if v not in run.ignore):
         raise DeepPixelError(f"None of the {len(valid_idx)} validation chips holds a labelled pixel of a class that "
@@ -244,6 +233,13 @@ def _prepare_batches(run: _Run) -> None:
     run.maker = BatchMaker(data.chips, run.transform, label_lut(run.class_values, run.ignore), run.crop,
                            run.multiple, augmentation_set(options.augmentation, options.arg("augmentations")),
                            options.arg("min_labelled_fraction"), options.seed)
+    workers, why = options.arg("loader_workers"), "as requested"
+    if workers < 0:
+        workers, why = auto_workers(run.device.type)
+    run.loader = ChipLoader(run.maker, workers, pin_memory=run.device.type == "cuda")
+    held = data.chips[0].kept if data.chips else False
+    progress.log(f"Chips {'held in memory' if held else 'read from disk for each batch'} "
+                 f"({data.pixel_bytes() / 2**20:.0f} MiB of pixels); {workers} loader worker process(es) ({why}).")
     weights = None
     if options.arg("class_balancing"):
         weights = class_weights(data.pixels_per_class(run.train_idx), run.class_values)
@@ -271,47 +267,79 @@ def _prepare_model(run: _Run) -> None:
                  + (", backbone frozen" if run.frozen else "") + ".")
 
 
-def _prepare_optimiser(run: _Run) -> None:
-    """AdamW, the learning rate (range test when not given), warm-up then cosine decay."""
+def _prepare_optimiser(run: _Run, checkpoints) -> None:
+    """AdamW; resume from a matching checkpoint, else the learning rate (range test when not given); warm-up
+    then cosine decay; under torchrun, the model wrapped for DistributedDataParallel."""
     import torch
-    options, progress = run.options, run.progress
+    options, progress, d = run.options, run.progress, run.dist
     optimizer = torch.optim.AdamW(run.model.parameters(), lr=options.learning_rate or 1e-3,
                                   weight_decay=options.arg("weight_decay"))
     run.stepper = Stepper(run.model, optimizer, run.loss_fn, run.device, options.batch_size, progress)
-    run.rng = np.random.default_rng(options.seed + 1)
-    run.batch = min(options.batch_size, len(run.train_idx))
+    run.batch = min(options.batch_size, len(run.train_idx) // d.world)
+    run.steps_per_epoch = options.arg("steps_per_epoch") or max(
+        MIN_STEPS_PER_EPOCH, math.ceil(len(run.train_idx) / (run.batch * d.world)))
+    run.total = run.steps_per_epoch * options.max_epochs
+    state = distributed.share(d, checkpoints.take_over(run.fingerprint) if d.main else None)
+    if state is not None:
+        resume.apply(run, state)
+        freeze(run.model, run.frozen)
+        progress.log(f"Resumed from the checkpoint of epoch {run.start_epoch} in {checkpoints.path} (written by a run "
+                     f"with {run.resumed['processes']} process(es)): weights, optimiser state and learning rate "
+                     f"{run.lr:.3g}; training goes on with epoch {run.start_epoch + 1}.")
+    else:
+        _pick_learning_rate(run)
+    for g in optimizer.param_groups:
+        g["lr"] = g["initial_lr"] = run.lr
+    run.health = Health(run.lr, bool(options.pretrained_model))
+    run.scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule(run.total, options.arg("warmup_fraction")))
+    run.step = min(run.start_epoch * run.steps_per_epoch, run.total)
+    if run.step:                                  # a resumed run goes on along the same schedule
+        run.scheduler.last_epoch = run.step - 1
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "Detected call of `lr_scheduler.step", UserWarning)
+            run.scheduler.step()
+    if d.active:
+        run.stepper.model = distributed.wrap(run.model, d, run.device)
+        run.stepper.agree = lambda flag: distributed.all_agree(d, flag, run.device)
+    run.train_progress = progress.sub(0.08, 0.95) if run.lr_test else progress.sub(0.03, 0.95)
+
+
+def _pick_learning_rate(run: _Run) -> None:
+    """LEARNING_RATE, or a range test (on rank 0 alone, shared); scaled for the processes by lr_scaling."""
+    options, progress, d = run.options, run.progress, run.dist
+    rng = np.random.default_rng(options.seed + 1)
 
     def random_batch():
-        return list(run.rng.choice(run.train_idx, size=run.batch, replace=len(run.train_idx) < run.batch))
+        return list(rng.choice(run.train_idx, size=run.batch, replace=len(run.train_idx) < run.batch))
 
-    run.lr_test, run.lr = None, options.learning_rate
-    if run.lr is None:
-        run.lr_test = find_learning_rate(run.stepper, run.maker.sample, random_batch, options.arg("lr_test_steps"),
-                                         progress.sub(0.03, 0.08))
-        run.lr = run.lr_test["lr"]
-        progress.log(f"Learning-rate range test picked {run.lr:.2g}.")
-    for g in optimizer.param_groups:
-        g["lr"] = run.lr
-        g["initial_lr"] = run.lr
-    run.health = Health(run.lr, bool(options.pretrained_model))
-    run.steps_per_epoch = options.arg("steps_per_epoch") or max(MIN_STEPS_PER_EPOCH,
-                                                                math.ceil(len(run.train_idx) / run.batch))
-    run.total = run.steps_per_epoch * options.max_epochs
-    run.scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(run.total, options.arg("warmup_fraction")))
-    run.train_progress = progress.sub(0.08, 0.95) if run.lr_test else progress.sub(0.03, 0.95)
+    run.lr_test, base = None, options.learning_rate
+    if base is None:
+        found = None
+        if d.main:
+            found = find_learning_rate(run.stepper, run.maker.sample, random_batch, options.arg("lr_test_steps"),
+                                       progress.sub(0.03, 0.08))
+        run.lr_test = distributed.share(d, found)
+        base = run.lr_test["lr"]
+        progress.log(f"Learning-rate range test picked {base:.2g}.")
+    rule = options.arg("lr_scaling")
+    run.lr = distributed.scaled_rate(base, rule, d.world) if d.active else base
+    if d.active:
+        progress.log(distributed.describe(d, run.batch, rule, run.lr, base))
 
 
 def _fit(run: _Run, checkpoints) -> None:
     """Epochs until MAX_EPOCHS or the monitored metric stops improving; the best one is checkpointed."""
     options, progress = run.options, run.progress
-    run.started = time.monotonic()
-    for epoch in range(1, options.max_epochs + 1):
+    sound = None
+    for epoch in range(run.start_epoch + 1, options.max_epochs + 1):
         if run.frozen and options.arg("unfreeze_after") and epoch == options.arg("unfreeze_after") + 1:
             run.frozen = False
             freeze(run.model, False)
+            if run.dist.active:          # DistributedDataParallel tracks the parameters that train
+                run.stepper.model = distributed.wrap(run.model, run.dist, run.device)
             progress.log(f"Epoch {epoch}: backbone unfrozen.")
-        losses, seconds = _train_epoch(run, epoch)
-        record = _evaluate_epoch(run, epoch, losses, seconds)
+        losses, seconds = train_epoch(run, epoch)
+        record = evaluate_epoch(run, epoch, losses, seconds)
         sound = run.health.sound(record)
         best = run.best.update(epoch, record[options.monitor], run.summary, run.model, sound)
         progress.log(f"Epoch {epoch}: train loss {record['train_loss']:.4f}, valid loss {record['valid_loss']:.4f}, "
@@ -320,80 +348,42 @@ def _fit(run: _Run, checkpoints) -> None:
         run.health.check_epoch(epoch, progress)
         if best:
             progress.check_cancelled()
+            state = resume.capture(run, epoch) if checkpoints.active else None
             checkpoints.save(epoch, lambda folder, e=epoch: _write_best(run, folder, checkpoint={
                 "epoch": e, "epochs_run": e, "complete": False,
-                "note": "best epoch so far of an unfinished training run"}))
+                "note": "best epoch so far of an unfinished training run"}), state)
             run.train_progress.report(run.step / run.total, f"epoch {epoch}: checkpoint written")
             progress.check_cancelled()
         if options.stop_when_not_improving and run.best.exhausted:
             run.stopped_early = True
             progress.log(f"Stopping: {options.monitor} did not improve for {run.best.patience} epochs.")
             break
-    run.health.check_end(run.epochs, sound)
+    if sound is not None:                # a resumed run may have had no epoch left to train
+        run.health.check_end(run.epochs, sound)
 
 
-def _train_epoch(run: _Run, epoch: int) -> tuple:
-    """One epoch of training steps: (losses, seconds)."""
-    options, progress = run.options, run.progress
-    run.model.train()
-    if run.frozen:
-        run.model.encoder.eval()    # keep the pretrained batch-norm statistics
-    order = run.rng.permutation(run.train_idx).tolist()
-    while len(order) < run.steps_per_epoch * run.batch:
-        order += run.rng.permutation(run.train_idx).tolist()
-    losses, t0 = [], time.monotonic()
-    run.health.start_epoch()
-    for b in range(run.steps_per_epoch):
-        progress.check_cancelled()
-        loss = run.stepper.step(run.maker.sample, order[b * run.batch:(b + 1) * run.batch])
-        run.health.batch(epoch, b + 1, loss, run.stepper.applied)
-        with warnings.catch_warnings():     # a skipped step (loss not a number) is counted in health.py
-            warnings.filterwarnings("ignore", "Detected call of `lr_scheduler.step", UserWarning)
-            run.scheduler.step()
-        run.step += 1
-        losses.append(loss)
-        elapsed = time.monotonic() - run.started
-        eta = elapsed / run.step * (run.total - run.step)
-        run.train_progress.report(run.step / run.total, f"epoch {epoch}/{options.max_epochs} batch {b + 1}/"
-                                  f"{run.steps_per_epoch} loss {loss:.3f} ETA {int(eta) // 60:02d}:{int(eta) % 60:02d}")
-    return losses, time.monotonic() - t0
-
-
-def _evaluate_epoch(run: _Run, epoch: int, losses: list, train_seconds: float) -> dict:
-    """Validation loss and metrics of the epoch; appends and returns its record (summary in run.summary)."""
-    options, progress, stepper = run.options, run.progress, run.stepper
-    t0 = time.monotonic() - train_seconds
-    progress.check_cancelled()
-    n_eval = math.ceil(len(run.eval_idx) / max(1, min(stepper.micro, options.batch_size)))
-    evaluated = [0]
-
-    def eval_batch(indices, done=evaluated, at=f"epoch {epoch}/{options.max_epochs} validation", n=n_eval,
-                   fraction=run.step / run.total):
-        done[0] += 1
-        run.train_progress.report(fraction, f"{at} {done[0]}/{n}")
-        progress.check_cancelled()
-        return run.maker.whole(indices)
-    valid_loss, cm = stepper.evaluate(eval_batch, run.eval_idx, run.class_values, options.batch_size)
-    run.summary = cm.summary()
-    record = {"epoch": epoch, "train_loss": float(np.mean(losses)) if losses else math.nan, "valid_loss": valid_loss,
-              "accuracy": run.summary["overall_accuracy"], "miou": run.summary["mean_iou"],
-              "lr": stepper.optimizer.param_groups[0]["lr"], "seconds": round(time.monotonic() - t0, 2),
-              "train_seconds": round(train_seconds, 3),
-              "chips_per_second": round(run.steps_per_epoch * run.batch / max(train_seconds, 1e-9), 2)}
-    run.epochs.append(record)
-    return record
+def _log(run: _Run) -> dict:
+    """training_log.json's content, with the processes and the resume."""
+    log = training_log(run.epochs, run.best.epoch, run.options, run.stopped_early, run.lr, run.lr_test, run.reason,
+                       run.crop, run.data, run.split, run.model_type, run.backbone, run.why, run.params)
+    if run.dist.active:
+        log["distributed"] = {"processes": run.dist.world, "backend": run.dist.backend,
+                              "batch_per_process": run.batch, "global_batch": run.batch * run.dist.world,
+                              "lr_scaling": run.options.arg("lr_scaling")}
+    if run.resumed:
+        log["resumed_from_epoch"] = run.resumed["epoch"]
+    return log
 
 
 def _write_best(run: _Run, folder: str, checkpoint=None, with_onnx=False) -> dict:
     """The package of the best epoch so far (``run.model`` holds its weights) into ``folder``."""
     import torch
     options, best, model = run.options, run.best, run.model
-    log = training_log(run.epochs, best.epoch, options, run.stopped_early, run.lr, run.lr_test, run.reason, run.crop,
-                       run.data, run.split, run.model_type, run.backbone, run.why, run.params)
+    log = _log(run)
 
     def predict(x):
         with torch.no_grad():
-            logits = run.stepper.forward(run.stepper.to_device(x))
+            logits = run.stepper.forward(run.stepper.to_device(x), model)
             return np.asarray(run.class_values)[logits.float().argmax(1).cpu().numpy()]
 
     was_training = model.training

@@ -13,6 +13,7 @@ from ..model.registry import ARCHITECTURES, BACKBONES
 MONITORS = ("valid_loss", "miou", "accuracy")
 AUGMENTATIONS = ("default", "none", "custom")
 DECODERS = ("auto", "light", "default")
+LR_SCALING = ("none", "linear", "sqrt")
 # SPEC section 9: on CPU this U-Net decoder ran ~6x more steps per minute than smp's default.
 LIGHT_DECODER = {"encoder_depth": 4, "decoder_channels": [64, 32, 16, 16]}
 LIGHT_ARCHITECTURES = ("UNET", "UNETPLUSPLUS", "MANET")
@@ -48,6 +49,10 @@ MODEL_ARGUMENTS = {
     "augmentations": Arg(str, "hflip,vflip,rot90", "with AUGMENTATION=custom: any of hflip, vflip, rot90 "
                                                    "(separated by +)", choices=("hflip", "vflip", "rot90")),
     "ndvi": Arg(bool, True, "add NDVI as an input channel when red and near-infrared bands are named"),
+    "loader_workers": Arg(int, -1, "processes reading training chips (-1: auto, 0 on CPU, up to 4 on CUDA; 0: "
+                                   "the training process reads them)", -1, 64),
+    "lr_scaling": Arg(str, "none", "with torchrun: learning rate as is (none), x the number of processes "
+                                   "(linear) or x its square root (sqrt)", choices=LR_SCALING),
 }
 
 

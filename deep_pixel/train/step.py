@@ -67,7 +67,7 @@ class Stepper:
     host memory, and on out-of-memory the micro-batch is halved and the step retried (the
     effective batch stays the same through gradient accumulation)."""
 
-    def __init__(self, model, optimizer, loss_fn, device, batch_size: int, progress=None):
+    def __init__(self, model, optimizer, loss_fn, device, batch_size: int, progress=None, agree=None):
         import torch
         self.model, self.optimizer, self.loss_fn, self.device = model, optimizer, loss_fn, device
         self.cuda = device.type == "cuda"
@@ -75,18 +75,24 @@ class Stepper:
         self.progress = progress
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.cuda)
         self.applied = False            # whether the last step updated the weights
+        self.agree = agree              # distributed: flag -> whether it holds on every process
+
+    @property
+    def plain(self):
+        """The network itself (``model`` may be its DistributedDataParallel wrapper)."""
+        return getattr(self.model, "module", self.model)
 
     def to_device(self, array):
         import torch
-        t = torch.from_numpy(array)
+        t = array if torch.is_tensor(array) else torch.from_numpy(array)
         if self.cuda:
-            return t.pin_memory().to(self.device, non_blocking=True)
+            return (t if t.is_pinned() else t.pin_memory()).to(self.device, non_blocking=True)
         return t
 
-    def forward(self, x):
+    def forward(self, x, model=None):
         import torch
         with torch.autocast("cuda", dtype=torch.float16, enabled=self.cuda):
-            return self.model(x)
+            return (model or self.model)(x)
 
     def step(self, make_batch, indices) -> float:
         """One optimiser step over ``indices``; ``make_batch(sub_indices)`` -> (x, y) numpy."""
@@ -115,7 +121,10 @@ class Stepper:
             loss = self.loss_fn(self.forward(self.to_device(x)), self.to_device(y))
             self.scaler.scale(loss * (len(chunk) / len(indices))).backward()
             total += float(loss.detach()) * len(chunk) / len(indices)
-        self.applied = self._update(math.isfinite(total))
+        finite = math.isfinite(total)
+        if self.agree is not None:      # every process steps, or none (their gradients were averaged)
+            finite = self.agree(finite)
+        self.applied = self._update(finite)
         return total
 
     def _update(self, finite: bool) -> bool:
@@ -130,20 +139,21 @@ class Stepper:
         self.scaler.update()                    # ... and then lowers the scale
         return finite and self.scaler.get_scale() >= scale
 
-    def evaluate(self, make_batch, indices, class_values, batch_size: int):
-        """(mean loss over labelled pixels, ConfusionMatrix) on whole chips, without augmentation."""
+    def evaluate(self, batches, class_values) -> tuple:
+        """(summed loss over labelled pixels, labelled pixels, ConfusionMatrix) over ``batches`` of (x, y)
+        whole chips, without augmentation, on the network itself (never its distributed wrapper)."""
         import torch
         values = np.asarray(class_values)
         cm = ConfusionMatrix(class_values)
         loss_sum, weight = 0.0, 0
-        was_training = self.model.training
-        self.model.eval()
+        net = self.plain
+        was_training = net.training
+        net.eval()
         try:
             with torch.no_grad():
-                step = max(1, min(self.micro, batch_size))
-                for i in range(0, len(indices), step):
-                    x, y = make_batch(indices[i:i + step])
-                    logits = self.forward(self.to_device(x)).float()
+                for x, y in batches:
+                    y = y.numpy() if torch.is_tensor(y) else y
+                    logits = self.forward(self.to_device(x), net).float()
                     n = int((y != IGNORE_INDEX).sum())
                     loss_sum += float(self.loss_fn(logits, self.to_device(y))) * n
                     weight += n
@@ -151,5 +161,5 @@ class Stepper:
                     ref = np.where(y >= 0, values[np.maximum(y, 0)], 0)
                     cm.add(ref, pred)
         finally:
-            self.model.train(was_training)
-        return (loss_sum / weight if weight else float("nan")), cm
+            net.train(was_training)
+        return loss_sum, weight, cm

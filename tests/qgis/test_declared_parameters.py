@@ -10,13 +10,15 @@ from deep_pixel.cli.main import build_parser
 from deep_pixel.core.params import cli_flag, declared, processing_name
 from deep_pixel.evaluate.accuracy import EvaluateOptions
 from deep_pixel.export.run import ExportOptions
+from deep_pixel.suggest.options import SuggestOptions
 from deep_pixel.train.options import TrainOptions
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DECLARED = [("deeppixel:classifypixels", "classify", ClassifyOptions, "## Classify Pixels"),
             ("deeppixel:computeaccuracy", "evaluate", EvaluateOptions, "## Compute Accuracy"),
             ("deeppixel:exporttrainingdata", "export", ExportOptions, "## Export Training Data"),
-            ("deeppixel:trainmodel", "train", TrainOptions, "## Train Model")]
+            ("deeppixel:trainmodel", "train", TrainOptions, "## Train Model"),
+            ("deeppixel:suggestsamples", "suggest", SuggestOptions, "## Suggest Samples")]
 
 
 def _subparser(command):
@@ -59,4 +61,8 @@ def test_processing_names_are_the_stable_ones(deeppixel_provider):
     names = {p.name() for p in alg.parameterDefinitions()}
     assert {"INPUT_RASTER", "MODEL_DEFINITION", "OUTPUT_RASTER", "TILE_SIZE", "PADDING", "BATCH_SIZE",
             "PREDICT_BACKGROUND", "TEST_TIME_AUGMENTATION", "MASK_POLYGONS", "OUTPUT_CONFIDENCE", "DEVICE",
-            "RUNTIME", "PRECISION"} <= names
+            "RUNTIME", "PRECISION", "OUTPUT_UNCERTAINTY", "UNCERTAINTY_MEASURE"} <= names
+    suggest = QgsApplication.processingRegistry().algorithmById("deeppixel:suggestsamples")
+    assert {p.name() for p in suggest.parameterDefinitions()} >= {
+        "INPUT_RASTER", "MODEL_DEFINITION", "INPUT_UNCERTAINTY", "INPUT_SAMPLES", "NUMBER_OF_SUGGESTIONS",
+        "WINDOW_SIZE", "MASK_POLYGONS", "SEED", "OUTPUT"}

@@ -1,0 +1,91 @@
+"""One epoch of Train Model: the training pass over this process's chips, then the validation pass.
+
+Both read their chips through the run's ChipLoader (deep_pixel/chips/dataset.py). Under torchrun each
+rank trains on its own shard and evaluates its share of the validation chips; the validation sums
+(loss, labelled pixels, confusion matrix) and the training losses are added up across ranks, so the
+epoch's record, and every decision taken from it, is the same on every rank.
+"""
+from __future__ import annotations
+
+import math
+import time
+import warnings
+
+import numpy as np
+
+from ..chips.dataset import training_keys, validation_keys
+from . import distributed
+
+
+def _order(run, epoch: int) -> list:
+    """This rank's chips for the epoch, shuffled (seeded by seed, rank and epoch), repeated to fill it."""
+    rng = np.random.default_rng([run.options.seed, run.dist.rank, epoch])
+    order = rng.permutation(run.train_shard).tolist()
+    while len(order) < run.steps_per_epoch * run.batch:
+        order += rng.permutation(run.train_shard).tolist()
+    return order[:run.steps_per_epoch * run.batch]
+
+
+def train_epoch(run, epoch: int) -> tuple:
+    """One epoch of training steps: (losses, seconds)."""
+    options, progress = run.options, run.progress
+    run.model.train()
+    if run.frozen:
+        run.model.encoder.eval()    # keep the pretrained batch-norm statistics
+    order = _order(run, epoch)
+    distributed.log_ranks(run.dist, {"epoch": epoch, "chips": sorted(set(order))})
+    keys = training_keys(order, run.batch, run.steps_per_epoch, options.seed, epoch, run.dist.rank)
+    losses, t0 = [], time.monotonic()
+    run.started = run.started or (t0, run.step)
+    run.health.start_epoch()
+    for b, (x, y) in enumerate(run.loader.run(keys)):
+        progress.check_cancelled()
+        loss = run.stepper.step(lambda sub, x=x, y=y: (x[sub[0]:sub[-1] + 1], y[sub[0]:sub[-1] + 1]),
+                                list(range(len(x))))
+        run.health.batch(epoch, b + 1, loss, run.stepper.applied)
+        with warnings.catch_warnings():     # a skipped step (loss not a number) is counted in health.py
+            warnings.filterwarnings("ignore", "Detected call of `lr_scheduler.step", UserWarning)
+            run.scheduler.step()
+        run.step += 1
+        losses.append(loss)
+        run.train_progress.report(run.step / run.total, f"epoch {epoch}/{options.max_epochs} batch {b + 1}/"
+                                  f"{run.steps_per_epoch} loss {loss:.3f} ETA {_eta(run)}")
+    return losses, time.monotonic() - t0
+
+
+def _eta(run) -> str:
+    started, first_step = run.started
+    done = run.step - first_step
+    eta = (time.monotonic() - started) / max(done, 1) * (run.total - run.step)
+    return f"{int(eta) // 60:02d}:{int(eta) % 60:02d}"
+
+
+def evaluate_epoch(run, epoch: int, losses: list, train_seconds: float) -> dict:
+    """Validation loss and metrics of the epoch (summed over ranks); appends and returns its record
+    (summary in run.summary)."""
+    options, progress, stepper = run.options, run.progress, run.stepper
+    t0 = time.monotonic() - train_seconds
+    progress.check_cancelled()
+    keys = validation_keys(run.eval_shard, max(1, min(stepper.micro, options.batch_size)))
+    at, fraction = f"epoch {epoch}/{options.max_epochs} validation", run.step / run.total
+
+    def batches():
+        for k, batch in enumerate(run.loader.run(keys), 1):
+            run.train_progress.report(fraction, f"{at} {k}/{len(keys)}")
+            progress.check_cancelled()
+            yield batch
+    loss_sum, weight, cm = stepper.evaluate(batches(), run.class_values)
+    totals = distributed.sum_all(run.dist, [loss_sum, weight, float(np.sum(losses)), len(losses)]
+                                 + cm.matrix.ravel().tolist(), run.device)
+    loss_sum, weight, train_sum, train_n = totals[:4]
+    cm.matrix = np.rint(totals[4:]).astype(np.int64).reshape(cm.matrix.shape)
+    run.summary = cm.summary()
+    record = {"epoch": epoch, "train_loss": float(train_sum / train_n) if train_n else math.nan,
+              "valid_loss": float(loss_sum / weight) if weight else float("nan"),
+              "accuracy": run.summary["overall_accuracy"], "miou": run.summary["mean_iou"],
+              "lr": stepper.optimizer.param_groups[0]["lr"], "seconds": round(time.monotonic() - t0, 2),
+              "train_seconds": round(train_seconds, 3),
+              "chips_per_second": round(run.steps_per_epoch * run.batch * run.dist.world / max(train_seconds, 1e-9),
+                                        2)}
+    run.epochs.append(record)
+    return record
