@@ -22,9 +22,11 @@ from ..core.errors import DeepPixelError
 EXTREME_PIXELS = ("check the image chips for extreme pixel values (an undeclared nodata value such as -3.4e38 "
                   "is a common one: set the raster's nodata value and export the chips again) and the band "
                   "statistics in the chips folder's deep_pixel_export.json")
-# A mean cross-entropy of 100 gives the right class a probability of e^-100 on average: only a network
-# whose weights blew up gets there (a fresh network starts near ln(number of classes), 0.7 to 3).
-ABSURD_LOSS = 100.0
+# A fresh network starts near ln(number of classes), 0.7 to 3; but after a few steps, with batch-norm
+# statistics not yet settled, a sound network's validation loss can be in the thousands (3.4e3 seen
+# after 2 x 3 steps on the Landsat chips, where training then goes on normally). Only weights that
+# blew up reach a million; below that it is a young network, not a diverged one.
+ABSURD_LOSS = 1e6
 
 
 def finite(value) -> bool:
