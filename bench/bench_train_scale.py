@@ -2,18 +2,21 @@
 
 One synthetic scene (deep_pixel.io.synthetic, 1024 x 1024 px, polygons everywhere) is laid out 4 x 4
 times into a 4096 x 4096 px raster and exported once as 256 x 256 px chips (stride 128); the small
-folder holds its first BASE chips, the large one 10x as many. Each row is one training run in a fresh
-process (``python -m deep_pixel train`` run in-process by this module's child mode, or torchrun's
-ranks), with the same settings: UNET/resnet18, light decoder, batch 8 per process, 64 px crops,
-STEPS steps x EPOCHS epochs, 10% validation chips (at least one whole validation batch in both
-folders), fixed learning rate, package with ONNX. Peak RSS is each process's VmHWM (/proc/self/status):
-while training (up to "writing the model package") and overall. chips/s is the median over epochs
-2.. of training_log.json's chips_per_second (all processes together).
+folder holds its first BASE chips, the large one 10x as many. Settings everywhere: UNET/resnet18,
+light decoder, batch 8 per process, 64 px crops, fixed learning rate.
 
-- memory: streamed chips (the default) on 10x the chips within 1.2x the peak RSS; chips held in memory
-  (KEEP_PIXELS_BELOW, the old way) for comparison.
-- speed: streamed with 0, 1 and 2 DataLoader workers against chips held in memory.
-- processes: torchrun --nproc_per_node 2 (gloo, OMP_NUM_THREADS=1 each) against one process (2 threads).
+1. memory: whole training runs (``python -m deep_pixel train`` run in-process by this module's child
+   mode; 1 epoch of STEPS steps, 10% validation chips, so both folders have a full validation batch;
+   package with ONNX), each in a fresh process: peak RSS is its VmHWM (/proc/self/status) when
+   training ends ("writing the model package") and at its end. Streamed chips (the default) on 10x
+   the chips should stay within 1.2x; chips held in memory (KEEP_PIXELS_BELOW, the old way) do not.
+2. speed: one process trains one network and alternates, PASSES times, SPEED_STEPS steps from each
+   source: chips held in memory, streamed with 0, 1 and 2 DataLoader workers (median chips/s; the
+   alternation keeps a busy machine's load from favouring one source); and the time to make one
+   example alone, held and streamed (what streaming costs, free of the machine's load).
+3. processes: whole runs of 2 epochs (chips/s of epoch 2 from training_log.json, all processes
+   together): one process (2 threads, then 1 thread) against torchrun --nproc_per_node 2 (gloo;
+   torchrun gives each process OMP_NUM_THREADS=1); peak RSS per process.
 """
 import json
 import os
@@ -28,9 +31,10 @@ import numpy as np
 from deep_pixel.core.progress import Progress
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BASE, SCALE, STEPS, EPOCHS, COPIES = 80, 10, 16, 2, 4
+BASE, SCALE, STEPS, COPIES = 80, 10, 16, 4
+PASSES, SPEED_STEPS = 6, 6
 SETTINGS = ["--backbone", "resnet18", "--batch-size", "8", "--learning-rate", "0.002", "--device", "cpu",
-            "--max-epochs", str(EPOCHS), "--no-early-stop", "--validation-percent", "10"]
+            "--no-early-stop", "--validation-percent", "10"]
 
 
 def vmhwm_mib() -> float:
@@ -53,7 +57,7 @@ class PeakProgress(Progress):
 
 def child(argv) -> int:
     """``child <report> <deep_pixel CLI arguments>``: run the command here, then write this process's peak
-    RSS (while training, and overall) to ``<report>.<rank>``."""
+    RSS (when training ends, and overall) to ``<report>.<rank>``."""
     report, args = argv[0], argv[1:]
     if os.environ.get("BENCH_KEEP_PIXELS"):
         import deep_pixel.train.loop as loop
@@ -65,6 +69,60 @@ def child(argv) -> int:
     peak = vmhwm_mib()
     with open(f"{report}.{os.environ.get('RANK', '0')}", "w") as f:
         json.dump({"training": progress.training or peak, "overall": peak}, f)
+    return 0
+
+
+def speed_child(argv) -> int:
+    """``speed <chips folder> <report>``: chips/s of one network fed, in turn, from each source."""
+    import torch
+
+    from deep_pixel.chips.dataset import ChipLoader, training_keys
+    from deep_pixel.chips.reader import read_chip_folders
+    from deep_pixel.core.inputs import InputTransform
+    from deep_pixel.model.registry import build_model
+    from deep_pixel.train.augment import BatchMaker, augmentation_set, label_lut
+    from deep_pixel.train.options import LIGHT_DECODER
+    from deep_pixel.train.step import SegmentationLoss, Stepper
+    folder, report = argv
+    streamed, held = read_chip_folders([folder]), read_chip_folders([folder])
+    held.keep()
+    values = streamed.schema.values
+
+    def maker(data):
+        tf = InputTransform(data.band_stats["mean"], data.band_stats["std"], [[3, 2]])
+        return BatchMaker(data.chips, tf, label_lut(values), 64, 16, augmentation_set("default"), 0.02)
+    loaders = {"held in memory (the old way)": ChipLoader(maker(held), 0),
+               "streamed, 0 workers": ChipLoader(maker(streamed), 0),
+               "streamed, 1 worker": ChipLoader(maker(streamed), 1),
+               "streamed, 2 workers": ChipLoader(maker(streamed), 2)}
+    torch.manual_seed(0)
+    model = build_model("UNET", "resnet18", 5, len(values), **LIGHT_DECODER).train()
+    stepper = Stepper(model, torch.optim.AdamW(model.parameters(), lr=1e-3), SegmentationLoss(len(values)),
+                      torch.device("cpu"), 8)
+    speeds = {name: [] for name in loaders}
+    names = list(loaders)
+    for p in range(PASSES + 1):                      # pass 0 starts the workers and warms up
+        for name in names[p % len(names):] + names[:p % len(names)]:
+            keys = training_keys(np.random.default_rng(p).permutation(len(streamed.chips)).tolist(), 8,
+                                 SPEED_STEPS, 0, p)
+            t0, n = time.perf_counter(), 0
+            for x, y in loaders[name].run(keys):
+                stepper.step(lambda sub, x=x, y=y: (x[sub[0]:sub[-1] + 1], y[sub[0]:sub[-1] + 1]),
+                             list(range(len(x))))
+                n += len(x)
+            if p:
+                speeds[name].append(n / (time.perf_counter() - t0))
+    for loader in loaders.values():
+        loader.close()
+    costs = {}
+    for name, data in (("held", held), ("streamed", streamed)):       # one example, alone: the reading cost
+        m, rng = maker(data), np.random.default_rng(0)
+        t0 = time.perf_counter()
+        for i in range(200):
+            m.example(data.chips[i % len(data.chips)], rng)
+        costs[name] = (time.perf_counter() - t0) / 200 * 1000
+    with open(report, "w") as f:
+        json.dump({"speeds": {k: float(np.median(v)) for k, v in speeds.items()}, "ms_per_example": costs}, f)
     return 0
 
 
@@ -82,13 +140,13 @@ def make_folders(tmp):
     big = os.path.join(tmp, "mosaic.tif")
     with rasterio.open(scene.image) as src:
         data, profile = src.read(), src.profile
-        size = src.width * src.res[0]
-    profile.update(width=src.width * COPIES, height=src.height * COPIES)
+        width, height, size = src.width, src.height, src.width * src.res[0]
+    profile.update(width=width * COPIES, height=height * COPIES)
     geoms, values = [], []
     with rasterio.open(big, "w", **profile) as dst:
         for qy in range(COPIES):
             for qx in range(COPIES):
-                dst.write(data, window=rasterio.windows.Window(qx * src.width, qy * src.height, src.width, src.height))
+                dst.write(data, window=rasterio.windows.Window(qx * width, qy * height, width, height))
                 geoms += [affinity.translate(g, qx * size, -qy * size) for g in vec.geometries]
                 values += [int(v) for v in vec.attributes["Classvalue"]]
     every = os.path.join(tmp, "every")
@@ -113,15 +171,16 @@ def subset(source, target, n):
     return target
 
 
-def measure(tmp, name, chips, workers=0, keep=False, processes=1):
-    """One training run in fresh process(es) -> {chips_per_second, peak RSS per process, wall}."""
+def measure(tmp, name, chips, epochs, keep=False, processes=1, threads=None):
+    """One training run in fresh process(es) -> {chips, chips/s of the last epoch, peak RSS per process, wall}."""
     out, report = os.path.join(tmp, "out", name), os.path.join(tmp, "reports", name)
     os.makedirs(os.path.dirname(report), exist_ok=True)
-    args = ["train", "--input-training-data", chips, "--output-model", out, *SETTINGS,
-            "--model-arguments", f"chip_size=64, steps_per_epoch={STEPS}, loader_workers={workers}"]
+    args = ["train", "--input-training-data", chips, "--output-model", out, *SETTINGS, "--max-epochs", str(epochs),
+            "--model-arguments", f"chip_size=64, steps_per_epoch={STEPS}, loader_workers=0"]
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"] \
         if processes > 1 else [sys.executable]
-    env = dict(os.environ, PYTHONPATH=ROOT, **({"BENCH_KEEP_PIXELS": "1"} if keep else {}))
+    env = dict(os.environ, PYTHONPATH=ROOT, **({"BENCH_KEEP_PIXELS": "1"} if keep else {}),
+               **({"OMP_NUM_THREADS": str(threads)} if threads else {}))
     t0 = time.perf_counter()
     proc = subprocess.run([*launcher, "-m", "bench.bench_train_scale", "child", report, *args], cwd=ROOT, env=env,
                           capture_output=True, text=True)
@@ -129,18 +188,24 @@ def measure(tmp, name, chips, workers=0, keep=False, processes=1):
     if proc.returncode:
         raise RuntimeError(f"{name} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
     log = json.load(open(os.path.join(out, "training_log.json")))
-    speeds = [e["chips_per_second"] for e in log["epochs"][1:]]
     peaks = [json.load(open(f"{report}.{r}")) for r in range(processes)]
     return {"name": name, "chips": log["training_chips"] + log["validation_chips"] + log["dropped_chips"],
-            "cps": float(np.median(speeds)), "rss": [p["training"] for p in peaks],
+            "cps": log["epochs"][-1]["chips_per_second"], "rss": [p["training"] for p in peaks],
             "overall": [p["overall"] for p in peaks], "wall": wall}
 
 
-def row(r, base=None):
-    ratio = f"{r['cps'] / base['cps']:6.2f}" if base else "      "
-    rss = " + ".join(f"{v:.0f}" for v in r["rss"])
-    overall = " + ".join(f"{v:.0f}" for v in r["overall"])
-    return f"{r['name']:<40} {r['chips']:>6} {r['cps']:8.1f} {ratio} {rss:>12} {overall:>12} {r['wall']:7.1f}"
+def speeds(tmp, chips) -> dict:
+    report = os.path.join(tmp, "speed.json")
+    proc = subprocess.run([sys.executable, "-m", "bench.bench_train_scale", "speed", chips, report], cwd=ROOT,
+                          env=dict(os.environ, PYTHONPATH=ROOT), capture_output=True, text=True)
+    if proc.returncode:
+        raise RuntimeError(f"speed failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    result = json.load(open(report))
+    return result["speeds"], result["ms_per_example"]
+
+
+def _mib(values):
+    return " + ".join(f"{v:.0f}" for v in values)
 
 
 def main():
@@ -151,33 +216,42 @@ def main():
         folders = make_folders(tmp)
         setup = time.perf_counter() - t0
         small, large = folders[BASE], folders[BASE * SCALE]
-        runs = [measure(tmp, "held in memory (the old way), 0 workers", small, keep=True),
-                measure(tmp, "streamed, 0 workers", small),
-                measure(tmp, "streamed, 1 worker", small, workers=1),
-                measure(tmp, "streamed, 2 workers", small, workers=2),
-                measure(tmp, "streamed, 0 workers, 10x chips", large),
-                measure(tmp, "held in memory, 10x chips", large, keep=True),
-                measure(tmp, "torchrun 2 processes (gloo), streamed", small, processes=2)]
+        memory = [measure(tmp, "streamed (the default)", small, 1), measure(tmp, "streamed, 10x chips", large, 1),
+                  measure(tmp, "held in memory (the old way)", small, 1, keep=True),
+                  measure(tmp, "held in memory, 10x chips", large, 1, keep=True)]
+        fast, costs = speeds(tmp, small)
+        procs = [measure(tmp, "1 process, 2 threads", small, 2), measure(tmp, "1 process, 1 thread", small, 2, threads=1),
+                 measure(tmp, "torchrun, 2 processes x 1 thread (gloo)", small, 2, processes=2)]
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    held, streamed, big, big_held, two = runs[0], runs[1], runs[4], runs[5], runs[6]
-    print(f"torch {torch.__version__}, {os.cpu_count()} CPU(s), load average {os.getloadavg()[0]:.1f}; chips 256 px, "
-          f"4 bands uint16; UNET/resnet18 light, batch 8 per process, 64 px crops, {STEPS} steps x {EPOCHS} epochs, "
-          f"10% validation; setup {setup:.0f} s")
-    print(f"{'run':<40} {'chips':>6} {'chips/s':>8} {'ratio':>6} {'RSS training':>12} {'RSS overall':>12} "
-          f"{'wall s':>7}   (RSS: peak MiB per process)")
-    for r in runs:
-        print(row(r, held))
-    print(f"peak RSS while training, 10x chips / 1x, streamed: {big['rss'][0] / streamed['rss'][0]:.3f} (target <= "
-          f"1.2; overall {big['overall'][0] / streamed['overall'][0]:.3f}); held in memory: "
-          f"{big_held['rss'][0] / held['rss'][0]:.3f} (overall {big_held['overall'][0] / held['overall'][0]:.3f})")
-    best = max(runs[1:4], key=lambda r: r["cps"])
-    print(f"chips/s, best streamed ({best['name']}) / held in memory: {best['cps'] / held['cps']:.3f} (target >= 1)")
-    print(f"chips/s, 2 processes / 1 process: {two['cps'] / streamed['cps']:.3f} (2 cores: no speed-up expected); "
-          f"peak RSS per process {' / '.join(f'{v:.0f}' for v in two['rss'])} MiB against {streamed['rss'][0]:.0f}")
+    print(f"torch {torch.__version__}, {os.cpu_count()} CPU(s), load average {os.getloadavg()[0]:.1f} (other work "
+          f"on the machine slows every row); chips 256 px, 4 bands uint16; UNET/resnet18 light, batch 8 per process, "
+          f"64 px crops; setup {setup:.0f} s")
+    print(f"\n1. memory: 1 epoch of {STEPS} steps, 10% validation, package written\n"
+          f"{'run':<32} {'chips':>6} {'peak RSS training':>18} {'peak RSS overall':>17} {'wall s':>7}")
+    for r in memory:
+        print(f"{r['name']:<32} {r['chips']:>6} {_mib(r['rss']):>18} {_mib(r['overall']):>17} {r['wall']:7.1f}")
+    s, s10, h, h10 = (r["rss"][0] for r in memory)
+    print(f"peak RSS, 10x chips / 1x: streamed {s10 / s:.3f} (target <= 1.2), held in memory {h10 / h:.3f}")
+    base = fast["held in memory (the old way)"]
+    print(f"\n2. speed: median of {PASSES} alternating passes of {SPEED_STEPS} steps, {BASE} chips, one process\n"
+          f"{'chips from':<32} {'chips/s':>8} {'ratio':>6}")
+    for name, v in fast.items():
+        print(f"{name:<32} {v:8.1f} {v / base:6.2f}")
+    best = max((k for k in fast if k.startswith("streamed")), key=fast.get)
+    print(f"best streamed ({best}) / held in memory: {fast[best] / base:.3f} (target >= 1)")
+    print(f"making one example (64 px crop of a 256 px chip, augmented, normalised): held {costs['held']:.2f} ms, "
+          f"streamed {costs['streamed']:.2f} ms (GDAL window read of the chip's one 256 px deflate block)")
+    print(f"\n3. processes: 2 epochs of {STEPS} steps per process, chips/s of epoch 2 (all processes)\n"
+          f"{'run':<40} {'chips/s':>8} {'ratio':>6} {'peak RSS per process':>21} {'wall s':>7}")
+    for r in procs:
+        print(f"{r['name']:<40} {r['cps']:8.1f} {r['cps'] / procs[0]['cps']:6.2f} {_mib(r['rss']):>21} "
+              f"{r['wall']:7.1f}")
+    print(f"chips/s, 2 processes / 1 process: {procs[2]['cps'] / procs[0]['cps']:.3f} (2 threads), "
+          f"{procs[2]['cps'] / procs[1]['cps']:.3f} (1 thread); 2 cores: no speed-up expected")
 
 
 if __name__ == "__main__":
-    if len(sys.argv) > 1 and sys.argv[1] == "child":
-        sys.exit(child(sys.argv[2:]))
+    if len(sys.argv) > 1 and sys.argv[1] in ("child", "speed"):
+        sys.exit(child(sys.argv[2:]) if sys.argv[1] == "child" else speed_child(sys.argv[2:]))
     main()
