@@ -7,9 +7,10 @@ light decoder, batch 8 per process, 64 px crops, fixed learning rate.
 
 1. memory: whole training runs (``python -m deep_pixel train`` run in-process by this module's child
    mode; 1 epoch of STEPS steps, 10% validation chips, so both folders have a full validation batch;
-   package with ONNX), each in a fresh process: peak RSS is its VmHWM (/proc/self/status) when
-   training ends ("writing the model package") and at its end. Streamed chips (the default) on 10x
-   the chips should stay within 1.2x; chips held in memory (KEEP_PIXELS_BELOW, the old way) do not.
+   package with ONNX; 1 thread), each in a fresh process: peak RSS is its VmHWM (/proc/self/status)
+   when training ends ("writing the model package") and at its end. By default a process holds its
+   chips when their pixels take less than KEEP_PIXELS_BELOW (train/loop.py) and streams them
+   otherwise; the rows force one way or the other too. 10x the chips should stay within 1.2x.
 2. speed: one process trains one network and alternates, PASSES times, SPEED_STEPS steps from each
    source: chips held in memory, streamed with 0, 1 and 2 DataLoader workers (median chips/s; the
    alternation keeps a busy machine's load from favouring one source); and the time to make one
@@ -59,9 +60,9 @@ def child(argv) -> int:
     """``child <report> <deep_pixel CLI arguments>``: run the command here, then write this process's peak
     RSS (when training ends, and overall) to ``<report>.<rank>``."""
     report, args = argv[0], argv[1:]
-    if os.environ.get("BENCH_KEEP_PIXELS"):
+    if os.environ.get("BENCH_BUDGET"):
         import deep_pixel.train.loop as loop
-        loop.KEEP_PIXELS_BELOW = 1 << 62
+        loop.KEEP_PIXELS_BELOW = int(os.environ["BENCH_BUDGET"])
     from deep_pixel.cli.main import build_parser
     parsed = build_parser().parse_args(args)
     progress = PeakProgress()
@@ -171,7 +172,7 @@ def subset(source, target, n):
     return target
 
 
-def measure(tmp, name, chips, epochs, keep=False, processes=1, threads=None):
+def measure(tmp, name, chips, epochs, budget=None, processes=1, threads=None):
     """One training run in fresh process(es) -> {chips, chips/s of the last epoch, peak RSS per process, wall}."""
     out, report = os.path.join(tmp, "out", name), os.path.join(tmp, "reports", name)
     os.makedirs(os.path.dirname(report), exist_ok=True)
@@ -179,7 +180,7 @@ def measure(tmp, name, chips, epochs, keep=False, processes=1, threads=None):
             "--model-arguments", f"chip_size=64, steps_per_epoch={STEPS}, loader_workers=0"]
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"] \
         if processes > 1 else [sys.executable]
-    env = dict(os.environ, PYTHONPATH=ROOT, **({"BENCH_KEEP_PIXELS": "1"} if keep else {}),
+    env = dict(os.environ, PYTHONPATH=ROOT, **({"BENCH_BUDGET": str(budget)} if budget is not None else {}),
                **({"OMP_NUM_THREADS": str(threads)} if threads else {}))
     t0 = time.perf_counter()
     proc = subprocess.run([*launcher, "-m", "bench.bench_train_scale", "child", report, *args], cwd=ROOT, env=env,
@@ -190,6 +191,7 @@ def measure(tmp, name, chips, epochs, keep=False, processes=1, threads=None):
     log = json.load(open(os.path.join(out, "training_log.json")))
     peaks = [json.load(open(f"{report}.{r}")) for r in range(processes)]
     return {"name": name, "chips": log["training_chips"] + log["validation_chips"] + log["dropped_chips"],
+            "pixels": len(os.listdir(os.path.join(chips, "images"))) * 256 * 256 * (4 * 2 + 2) / 2**20,
             "cps": log["epochs"][-1]["chips_per_second"], "rss": [p["training"] for p in peaks],
             "overall": [p["overall"] for p in peaks], "wall": wall}
 
@@ -197,7 +199,7 @@ def measure(tmp, name, chips, epochs, keep=False, processes=1, threads=None):
 def speeds(tmp, chips) -> dict:
     report = os.path.join(tmp, "speed.json")
     proc = subprocess.run([sys.executable, "-m", "bench.bench_train_scale", "speed", chips, report], cwd=ROOT,
-                          env=dict(os.environ, PYTHONPATH=ROOT), capture_output=True, text=True)
+                          env=dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS="1"), capture_output=True, text=True)
     if proc.returncode:
         raise RuntimeError(f"speed failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
     result = json.load(open(report))
@@ -210,15 +212,19 @@ def _mib(values):
 
 def main():
     import torch
+
+    from deep_pixel.train.loop import KEEP_PIXELS_BELOW
     tmp = tempfile.mkdtemp(prefix="bench-train-scale-")
     try:
         t0 = time.perf_counter()
         folders = make_folders(tmp)
         setup = time.perf_counter() - t0
         small, large = folders[BASE], folders[BASE * SCALE]
-        memory = [measure(tmp, "streamed (the default)", small, 1), measure(tmp, "streamed, 10x chips", large, 1),
-                  measure(tmp, "held in memory (the old way)", small, 1, keep=True),
-                  measure(tmp, "held in memory, 10x chips", large, 1, keep=True)]
+        memory = [measure(tmp, "default (held: below the budget)", small, 1, threads=1),
+                  measure(tmp, "default, 10x (streamed)", large, 1, threads=1),
+                  measure(tmp, "always streamed", small, 1, budget=0, threads=1),
+                  measure(tmp, "always streamed, 10x", large, 1, budget=0, threads=1),
+                  measure(tmp, "always held (the old way), 10x", large, 1, budget=1 << 62, threads=1)]
         fast, costs = speeds(tmp, small)
         procs = [measure(tmp, "1 process, 2 threads", small, 2), measure(tmp, "1 process, 1 thread", small, 2, threads=1),
                  measure(tmp, "torchrun, 2 processes x 1 thread (gloo)", small, 2, processes=2)]
@@ -227,14 +233,19 @@ def main():
     print(f"torch {torch.__version__}, {os.cpu_count()} CPU(s), load average {os.getloadavg()[0]:.1f} (other work "
           f"on the machine slows every row); chips 256 px, 4 bands uint16; UNET/resnet18 light, batch 8 per process, "
           f"64 px crops; setup {setup:.0f} s")
-    print(f"\n1. memory: 1 epoch of {STEPS} steps, 10% validation, package written\n"
-          f"{'run':<32} {'chips':>6} {'peak RSS training':>18} {'peak RSS overall':>17} {'wall s':>7}")
+    print(f"\n1. memory: 1 epoch of {STEPS} steps, 10% validation, package written; 1 thread; default budget: "
+          f"chips below {KEEP_PIXELS_BELOW / 2**20:.0f} MiB of pixels are held\n"
+          f"{'run':<34} {'chips':>6} {'MiB of pixels':>13} {'peak RSS training':>18} {'peak RSS overall':>17} "
+          f"{'wall s':>7}")
     for r in memory:
-        print(f"{r['name']:<32} {r['chips']:>6} {_mib(r['rss']):>18} {_mib(r['overall']):>17} {r['wall']:7.1f}")
-    s, s10, h, h10 = (r["rss"][0] for r in memory)
-    print(f"peak RSS, 10x chips / 1x: streamed {s10 / s:.3f} (target <= 1.2), held in memory {h10 / h:.3f}")
+        print(f"{r['name']:<34} {r['chips']:>6} {r['pixels']:13.0f} {_mib(r['rss']):>18} {_mib(r['overall']):>17} "
+              f"{r['wall']:7.1f}")
+    d, d10, s, s10, h10 = (r["rss"][0] for r in memory)
+    print(f"peak RSS, 10x chips / 1x (target <= 1.2): default {d10 / d:.3f}, always streamed {s10 / s:.3f}, "
+          f"always held {h10 / d:.3f}")
     base = fast["held in memory (the old way)"]
-    print(f"\n2. speed: median of {PASSES} alternating passes of {SPEED_STEPS} steps, {BASE} chips, one process\n"
+    print(f"\n2. speed: median of {PASSES} alternating passes of {SPEED_STEPS} steps, {BASE} chips, one process, "
+          "1 thread (2 threads on a busy 2-core machine measure the contention, see 3)\n"
           f"{'chips from':<32} {'chips/s':>8} {'ratio':>6}")
     for name, v in fast.items():
         print(f"{name:<32} {v:8.1f} {v / base:6.2f}")

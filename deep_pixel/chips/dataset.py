@@ -92,8 +92,8 @@ def auto_workers(device_type: str) -> tuple:
     if "qgis.core" in sys.modules:
         return 0, "inside QGIS, chips are read in the training process (no worker processes forked from QGIS)"
     if device_type != "cuda":
-        return 0, ("CPU: chips are read in the training process, whose threads already use every core "
-                   "(bench/bench_train_scale.py: no faster with worker processes on 2 cores)")
+        return 0, ("CPU: chips are read in the training process; its threads already keep every core busy "
+                   "(bench/bench_train_scale.py: worker processes were no faster on 2 cores)")
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     n = max(1, min(MAX_AUTO_WORKERS, cores - 1))
     return n, f"CUDA: {n} worker process(es) read chips while the GPU trains"

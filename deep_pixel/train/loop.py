@@ -41,9 +41,11 @@ from .step import SegmentationLoss, Stepper, class_weights
 from .write import build_emd, model_name, sample_pictures, training_log, write_model
 
 CPU_CHIP_SIZE = 64
-# Chips whose pixels take less than this are held in memory instead of streamed (0: always stream);
-# bench/bench_train_scale.py measured streaming as fast as holding them, so training always streams.
-KEEP_PIXELS_BELOW = 0
+# A process whose chips' pixels take less than this holds them in memory; more, and it reads each
+# example from the chip files (memory then does not grow with the folder). bench/bench_train_scale.py:
+# reading a 64 px crop from a 256 px chip costs ~3 ms against ~0.3 ms held (about 10% of a 1-thread CPU
+# step of the light U-Net), so small folders, where holding is cheap, keep the old speed.
+KEEP_PIXELS_BELOW = 256 * 2**20
 
 
 @dataclass
@@ -157,8 +159,6 @@ def _prepare_data(run: _Run, folders) -> None:
     run.fingerprint = resume.fingerprint(folders, run.options)
     data = read_chip_folders(folders, run.progress.sub(0.0, 0.03)) if run.dist.main else None
     run.data = distributed.share(run.dist, data)        # rank 0 reads the index; every rank gets it
-    if KEEP_PIXELS_BELOW and run.data.pixel_bytes() < KEEP_PIXELS_BELOW:
-        run.data.keep()
     run.ignore = set(run.options.arg("ignore_classes"))
     schema = run.data.schema
     for v in run.ignore:
@@ -236,10 +236,14 @@ def _prepare_batches(run: _Run) -> None:
     workers, why = options.arg("loader_workers"), "as requested"
     if workers < 0:
         workers, why = auto_workers(run.device.type)
+    mine = sorted(set(run.train_shard) | set(run.eval_shard))      # the chips this process reads
+    size = data.pixel_bytes(mine)
+    if size < KEEP_PIXELS_BELOW:
+        data.keep(mine)
     run.loader = ChipLoader(run.maker, workers, pin_memory=run.device.type == "cuda")
-    held = data.chips[0].kept if data.chips else False
-    progress.log(f"Chips {'held in memory' if held else 'read from disk for each batch'} "
-                 f"({data.pixel_bytes() / 2**20:.0f} MiB of pixels); {workers} loader worker process(es) ({why}).")
+    progress.log(f"Chips {'held in memory' if size < KEEP_PIXELS_BELOW else 'read from disk for each example'} "
+                 f"({size / 2**20:.0f} MiB of pixels; {KEEP_PIXELS_BELOW / 2**20:.0f} MiB or more are read from disk); "
+                 f"{workers} loader worker process(es) ({why}).")
     weights = None
     if options.arg("class_balancing"):
         weights = class_weights(data.pixels_per_class(run.train_idx), run.class_values)

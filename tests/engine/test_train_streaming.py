@@ -115,12 +115,20 @@ def test_a_chip_unreadable_during_training_is_one_clear_error(chips, tmp_path):
         assert str(e.value).endswith("Re-export the chips or fix map.txt.") and "Traceback" not in str(e.value)
 
 
-def test_training_with_loader_workers(chips, tmp_path):
+def test_training_streams_with_loader_workers(chips, tmp_path, monkeypatch):
+    import deep_pixel.train.loop as loop
+    import re
+    progress = RecordingProgress()          # these chips (about 2 MiB) are below the budget: held in memory
+    train_model(chips, str(tmp_path / "held"), tiny(max_epochs=1, model_arguments={"steps_per_epoch": 1}), progress)
+    said = [m for m in progress.messages if m.startswith("Chips ")]
+    assert re.match(r"Chips held in memory \(\d MiB of pixels; 256 MiB or more are read from disk\); 0 loader worker "
+                    r"process\(es\) \((CPU|inside QGIS), chips are read in the training process", said[0]), said
+    monkeypatch.setattr(loop, "KEEP_PIXELS_BELOW", 1)               # as if they were many: streamed
     progress = RecordingProgress()
     result = train_model(chips, str(tmp_path / "m"), tiny(max_epochs=1, model_arguments={"loader_workers": 1}),
                          progress)
-    assert any("read from disk for each batch" in m and "1 loader worker process(es) (as requested)" in m
-               for m in progress.messages)
+    assert any(m.startswith("Chips read from disk for each example") and
+               "1 loader worker process(es) (as requested)" in m for m in progress.messages)
     assert load_package(result.folder).num_classes == 5
 
 
