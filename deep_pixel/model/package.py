@@ -218,15 +218,21 @@ def _crs(emd, where) -> str | None:
     import rasterio
     from rasterio.crs import CRS
     with rasterio.Env():             # GDAL's complaints go to logging, not to the console
-        try:
-            CRS.from_wkt(value)
+        if _parses(CRS.from_wkt, value):
             return value
-        except Exception:  # rasterio raises CRSError; GDAL's failures may surface as other types
-            pass
         try:
             return CRS.from_user_input(value).to_wkt()
-        except Exception as e:  # as above: any failure means the text is no CRS
+        except Exception as e:  # rasterio raises CRSError; GDAL's failures may surface as other types
             raise _bad(where, "CRS", value, should) from e
+
+
+def _parses(parse, text) -> bool:
+    """Whether `parse(text)` succeeds (any failure means no: rasterio and GDAL raise several types)."""
+    try:
+        parse(text)
+    except Exception:
+        return False
+    return True
 
 
 def _cell_size(emd, where) -> tuple | None:
