@@ -1,35 +1,81 @@
-"""Model quality on real data: the Deep Pixel workflow vs a per-pixel random forest (``make bench-quality``).
+"""Model quality on the three real scenes: Deep Pixel's defaults vs per-pixel random forests (``make bench-quality``).
 
-Data: ../shared/data/landsat_tutorial (Landsat 7, 250 x 250 px, 30 polygons in 5 classes).
-Split: per class, the polygons are ordered west to east and the eastern third is held out (a spatial
-split: no held-out pixel is next to a training pixel of the same polygon). Both methods train on the
-same training-polygon pixels and are scored on the same held-out pixels with the same metric code.
+Scenes (../shared/data; its README): the Landsat tutorial (30 m, 8 bands, 30 polygons), the Sentinel-2
+Aberystwyth scene (10 m, 10 bands, 40 polygons) and the New Brunswick aerial clips (0.5 m RGB, 42 polygons).
+Spatial splits: Landsat and Sentinel-2, per class the eastern third of the polygons is held out (no held-out
+pixel is next to a training pixel of the same polygon); aerial, the source project's split: train on tile
+1of2, score on every polygon pixel of tile 2of2. Every method learns from the same training pixels and is
+scored on the same held-out pixels with the same metric code.
 
-- network: Export Training Data -> Train Model (the engine's defaults) -> Classify Pixels, scored by
-  Compute Accuracy against the held-out polygons;
-- random forest (scikit-learn, 200 trees) on the raw bands of each pixel (the SCP/dzetsaka-style
-  baseline), and on the bands plus 5x5 local mean and standard deviation (a stronger baseline).
+- random forest (scikit-learn, 200 trees) on the raw bands of each pixel (the SCP/dzetsaka-style baseline),
+  and on the bands plus their 5x5 local mean and standard deviation (texture: a stronger baseline);
+- Deep Pixel: Export Training Data -> Train Model -> Classify Pixels -> Compute Accuracy, engine defaults
+  except the variant's training options (QUALITY_VARIANTS, comma-separated names of VARIANTS; default: all).
+
+QUALITY_SCENES picks scenes (landsat,aber_s2,nb_aerial). Each variant's row gives held-out mIoU, overall
+accuracy, training seconds and epochs; the last table compares each variant with ``before`` (the defaults
+before issue 16) per scene.
 """
+from __future__ import annotations
+
 import os
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DATA = os.path.join(os.path.dirname(ROOT), "shared", "data", "landsat_tutorial")
-IMAGE = os.path.join(DATA, "LE70220491999322EDC01_stack.gtif")
-POLYGONS = os.path.join(DATA, "training_data.shp")
+DATA = os.path.join(os.path.dirname(ROOT), "shared", "data")
+
+# Training options of each variant (TrainOptions keyword arguments; model_arguments as a dict).
+VARIANTS = {
+    "before": dict(max_epochs=20, time_limit=0, model_arguments={"anneal_epochs": 0, "min_improvement": 0,
+                                                                 "semi_supervised": False}),
+    "schedule": dict(model_arguments={"semi_supervised": False}),
+    "defaults": {},
+}
+MINUTES = os.environ.get("QUALITY_MINUTES")       # TIME_LIMIT of the variants that do not set it (default: the engine's)
 
 
-def spatial_split(vec, class_field="class", held_out=1 / 3):
+def variant_options(name):
+    from deep_pixel.train.options import TrainOptions
+    kw = dict(VARIANTS[name])
+    if MINUTES and "time_limit" not in kw:
+        kw["time_limit"] = float(MINUTES)
+    return TrainOptions(device="cpu", seed=0, **kw)
+
+
+@dataclass
+class Scene:
+    name: str
+    train_image: str
+    test_image: str
+    polygons: str
+    class_field: str
+    tile: int                     # Export's chip size (stride half of it)
+    split: str                    # "east": eastern third per class held out; "tiles": train/test images
+
+
+SCENES = {
+    "landsat": Scene("landsat", *[os.path.join(DATA, "landsat_tutorial", "LE70220491999322EDC01_stack.gtif")] * 2,
+                     os.path.join(DATA, "landsat_tutorial", "training_data.shp"), "class", 64, "east"),
+    "aber_s2": Scene("aber_s2", *[os.path.join(DATA, "aber_s2", "sen2_20210527_aber.tif")] * 2,
+                     os.path.join(DATA, "aber_s2", "training_polygons.gpkg"), "Classvalue", 256, "east"),
+    "nb_aerial": Scene("nb_aerial", os.path.join(DATA, "nb_aerial", "23322E759967N_clipped_1m_1of2.tif"),
+                       os.path.join(DATA, "nb_aerial", "23322E759967N_clipped_1m_2of2.tif"),
+                       os.path.join(DATA, "nb_aerial", "training_polygons.gpkg"), "Classvalue", 256, "tiles"),
+}
+
+
+def east_split(vec, class_field, held_out=1 / 3):
     """(train indices, test indices): per class, the eastern third of its polygons is held out."""
     train, test = [], []
     classes = {}
     for i, v in enumerate(vec.attributes[class_field]):
         classes.setdefault(v, []).append(i)
-    for _name, idx in sorted(classes.items()):
+    for _name, idx in sorted(classes.items(), key=lambda kv: str(kv[0])):
         idx = sorted(idx, key=lambda i: vec.geometries[i].centroid.x)
         n_test = max(1, round(len(idx) * held_out)) if len(idx) > 1 else 0
         train += idx[: len(idx) - n_test]
@@ -37,30 +83,39 @@ def spatial_split(vec, class_field="class", held_out=1 / 3):
     return sorted(train), sorted(test)
 
 
-def write_subset(vec, indices, path, class_field="class"):
+def write_subset(vec, indices, path, class_field):
     from osgeo import ogr, osr
-    drv = ogr.GetDriverByName("GPKG")
-    ds = drv.CreateDataSource(path)
+    values = [vec.attributes[class_field][i] for i in indices]
+    numeric = all(isinstance(v, int) for v in values)
+    ds = ogr.GetDriverByName("GPKG").CreateDataSource(path)
     srs = osr.SpatialReference()
     srs.ImportFromWkt(vec.crs_wkt)
     layer = ds.CreateLayer("polygons", srs, ogr.wkbUnknown)
-    layer.CreateField(ogr.FieldDefn(class_field, ogr.OFTString))
-    for i in indices:
+    layer.CreateField(ogr.FieldDefn(class_field, ogr.OFTInteger if numeric else ogr.OFTString))
+    for i, v in zip(indices, values):
         f = ogr.Feature(layer.GetLayerDefn())
-        f.SetField(class_field, str(vec.attributes[class_field][i]))
+        f.SetField(class_field, v if numeric else str(v))
         f.SetGeometry(ogr.CreateGeometryFromWkb(vec.geometries[i].wkb))
         layer.CreateFeature(f)
     ds = None
     return path
 
 
-def burn(vec, indices, schema, shape, transform, crs_wkt):
-    from deep_pixel.export.samples import LabelBurner, Samples
-    values = [schema.by_name(str(vec.attributes["class"][i])).value for i in indices]
-    burner = LabelBurner(Samples([vec.geometries[i] for i in indices], values, vec.crs_wkt), crs_wkt)
+def burn(path, class_field, image, schema):
+    """The polygons of ``path`` burnt onto ``image``'s grid as class values (0 elsewhere) and the image's bands."""
+    import rasterio
     from rasterio.transform import array_bounds
-    b = array_bounds(shape[0], shape[1], transform)
-    return burner.burn(transform, shape, (b[0], b[1], b[2], b[3])).astype(np.int64)
+
+    from deep_pixel.export.samples import LabelBurner, Samples, resolve_class_values
+    from deep_pixel.io.vector import read_vector
+    vec = read_vector(path)
+    values, _, _ = resolve_class_values(vec.attributes[class_field], schema)
+    with rasterio.open(image) as ds:
+        bands = ds.read().astype(np.float64)
+        shape, transform, crs = ds.shape, ds.transform, ds.crs.to_wkt()
+    burner = LabelBurner(Samples(vec.geometries, values, vec.crs_wkt), crs)
+    labels = burner.burn(transform, shape, tuple(array_bounds(shape[0], shape[1], transform))).astype(np.int64)
+    return bands, labels
 
 
 def texture(bands, size=5):
@@ -72,16 +127,16 @@ def texture(bands, size=5):
     return np.concatenate([win.mean(axis=(-1, -2)), win.std(axis=(-1, -2))])
 
 
-def random_forest(features, train_labels, test_labels, seed=0):
+def random_forest(train, test, seed=0):
+    """(predicted, reference, seconds): train = (features, labels) of the training image, test likewise."""
     from sklearn.ensemble import RandomForestClassifier
-    f = features.reshape(features.shape[0], -1).T
-    tr = train_labels.ravel() > 0
+    (ftr, ltr), (fte, lte) = train, test
+    tr, te = ltr.ravel() > 0, lte.ravel() > 0
     t0 = time.perf_counter()
     rf = RandomForestClassifier(n_estimators=200, n_jobs=2, random_state=seed)
-    rf.fit(f[tr], train_labels.ravel()[tr])
+    rf.fit(ftr.reshape(ftr.shape[0], -1).T[tr], ltr.ravel()[tr])
     seconds = time.perf_counter() - t0
-    te = test_labels.ravel() > 0
-    return rf.predict(f[te]), test_labels.ravel()[te], seconds
+    return rf.predict(fte.reshape(fte.shape[0], -1).T[te]), lte.ravel()[te], seconds
 
 
 def score(values, reference, predicted):
@@ -92,62 +147,109 @@ def score(values, reference, predicted):
     return s["mean_iou"], s["overall_accuracy"]
 
 
-def network(tmp, train_gpkg, test_gpkg, options):
-    from deep_pixel.classify.options import ClassifyOptions
-    from deep_pixel.classify.run import classify
-    from deep_pixel.evaluate.accuracy import EvaluateOptions, evaluate
+def prepare(scene, tmp):
+    """(training polygons file, held-out polygons file, class schema) of the scene's split."""
+    from deep_pixel.export.samples import resolve_class_values
+    from deep_pixel.io.vector import read_vector
+    vec = read_vector(scene.polygons)
+    _, schema, _ = resolve_class_values(vec.attributes[scene.class_field])
+    if scene.split == "tiles":
+        return scene.polygons, scene.polygons, schema
+    train_idx, test_idx = east_split(vec, scene.class_field)
+    return (write_subset(vec, train_idx, os.path.join(tmp, "train.gpkg"), scene.class_field),
+            write_subset(vec, test_idx, os.path.join(tmp, "test.gpkg"), scene.class_field), schema)
+
+
+def chips(scene, train_gpkg, schema, tmp):
     from deep_pixel.export.run import ExportOptions, export_training_data
     from deep_pixel.export.samples import Samples, resolve_class_values
     from deep_pixel.io.vector import read_vector
-    from deep_pixel.train.loop import train_model
     vec = read_vector(train_gpkg)
-    values, schema, _ = resolve_class_values(vec.attributes["class"])
-    export_training_data(IMAGE, Samples(vec.geometries, values, vec.crs_wkt), os.path.join(tmp, "chips"),
-                         ExportOptions(tile_size_x=64, tile_size_y=64, stride_x=32, stride_y=32), schema)
+    values, _, _ = resolve_class_values(vec.attributes[scene.class_field], schema)
+    folder = os.path.join(tmp, "chips")
+    t = scene.tile
+    export_training_data(scene.train_image, Samples(vec.geometries, values, vec.crs_wkt), folder,
+                         ExportOptions(tile_size_x=t, tile_size_y=t, stride_x=t // 2, stride_y=t // 2), schema)
+    return folder
+
+
+def network(scene, folder, test_gpkg, variant, tmp):
+    """(mIoU, OA, training seconds, epochs run) of one variant's model on the held-out polygons."""
+    from deep_pixel.classify.options import ClassifyOptions
+    from deep_pixel.classify.run import classify
+    from deep_pixel.evaluate.accuracy import EvaluateOptions, evaluate
+    from deep_pixel.train.loop import train_model
+    out = os.path.join(tmp, variant)
     t0 = time.perf_counter()
-    result = train_model([os.path.join(tmp, "chips")], os.path.join(tmp, "model"), options)
+    result = train_model([folder], os.path.join(out, "model"), variant_options(variant), Printer())
     seconds = time.perf_counter() - t0
-    out = os.path.join(tmp, "classified.tif")
-    classify(IMAGE, result.emd_path, out, ClassifyOptions(device="cpu", test_time_augmentation=True))
-    r = evaluate(out, test_gpkg, options=EvaluateOptions(class_field="class"))
-    return r.summary["mean_iou"], r.summary["overall_accuracy"], seconds, result
+    classified = os.path.join(out, "classified.tif")
+    classify(scene.test_image, result.emd_path, classified, ClassifyOptions(device="cpu"))
+    r = evaluate(classified, test_gpkg, options=EvaluateOptions(class_field=scene.class_field))
+    return r.summary["mean_iou"], r.summary["overall_accuracy"], seconds, result.epochs_run
+
+
+def Printer():
+    """Training's log lines on the console when QUALITY_VERBOSE is set."""
+    from deep_pixel.core.progress import Progress
+
+    class _Printer(Progress):
+        def log(self, message):
+            if os.environ.get("QUALITY_VERBOSE"):
+                print("   ", message, flush=True)
+
+        warn = log
+    return _Printer()
+
+
+def run_scene(scene, variants) -> list:
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        train_gpkg, test_gpkg, schema = prepare(scene, tmp)
+        train = burn(train_gpkg, scene.class_field, scene.train_image, schema)
+        test = burn(test_gpkg, scene.class_field, scene.test_image, schema)
+        print(f"\n{scene.name}: {int((train[1] > 0).sum())} training px, {int((test[1] > 0).sum())} held-out px",
+              flush=True)
+        for name, feats in (("random forest, raw bands", lambda b: b),
+                            ("random forest, bands + 5x5 mean/std", lambda b: np.concatenate([b, texture(b)]))):
+            pred, ref, secs = random_forest((feats(train[0]), train[1]), (feats(test[0]), test[1]))
+            rows.append((scene.name, name, *score(schema.values, ref, pred), secs, ""))
+            _print(rows[-1])
+        folder = chips(scene, train_gpkg, schema, tmp)
+        for variant in variants:
+            miou, oa, secs, epochs = network(scene, folder, test_gpkg, variant, tmp)
+            rows.append((scene.name, f"Deep Pixel: {variant}", miou, oa, secs, epochs))
+            _print(rows[-1])
+    return rows
+
+
+def _print(row):
+    scene, method, miou, oa, secs, epochs = row
+    print(f"{scene:10s} {method:40s} {miou:6.3f} {oa:6.3f} {secs:8.1f} {epochs!s:>6s}", flush=True)
+
+
+def compare(rows, variants):
+    """Each variant's mIoU minus ``before``'s, per scene."""
+    if "before" not in variants:
+        return
+    print(f"\n{'variant':20s} " + " ".join(f"{s:>10s}" for s in sorted({r[0] for r in rows})) + "  (mIoU - before)")
+    table = {(r[0], r[1]): r[2] for r in rows}
+    for v in variants:
+        cells = [table.get((s, f"Deep Pixel: {v}"), np.nan) - table.get((s, "Deep Pixel: before"), np.nan)
+                 for s in sorted({r[0] for r in rows})]
+        print(f"{v:20s} " + " ".join(f"{c:+10.3f}" for c in cells))
 
 
 def main():
-    if not os.path.isfile(IMAGE):
+    names = [s for s in os.environ.get("QUALITY_SCENES", ",".join(SCENES)).split(",") if s]
+    variants = [v for v in os.environ.get("QUALITY_VARIANTS", ",".join(VARIANTS)).split(",") if v]
+    scenes = [SCENES[n] for n in names if os.path.isfile(SCENES[n].train_image)]
+    if not scenes:
         print(f"skipped: the real data folder {DATA} is absent (../shared/data beside the checkout)")
         return
-    import rasterio
-
-    from deep_pixel.export.samples import resolve_class_values
-    from deep_pixel.io.vector import read_vector
-    from deep_pixel.train.options import TrainOptions
-    vec = read_vector(POLYGONS)
-    _, schema, _ = resolve_class_values(vec.attributes["class"])
-    train_idx, test_idx = spatial_split(vec)
-    with rasterio.open(IMAGE) as ds:
-        bands = ds.read().astype(np.float64)
-        shape, transform, crs = ds.shape, ds.transform, ds.crs.to_wkt()
-    train_lab = burn(vec, train_idx, schema, shape, transform, crs)
-    test_lab = burn(vec, test_idx, schema, shape, transform, crs)
-    print(f"Landsat tutorial scene 250 x 250 px, 8 bands; {len(train_idx)} training polygons "
-          f"({int((train_lab > 0).sum())} px), {len(test_idx)} held-out polygons ({int((test_lab > 0).sum())} px)")
-    rows = []
-    pred, ref, secs = random_forest(bands, train_lab, test_lab)
-    rows.append(("random forest, raw bands", *score(schema.values, ref, pred), secs))
-    pred, ref, secs = random_forest(np.concatenate([bands, texture(bands)]), train_lab, test_lab)
-    rows.append(("random forest, bands + 5x5 mean/std", *score(schema.values, ref, pred), secs))
-    with tempfile.TemporaryDirectory() as tmp:
-        train_gpkg = write_subset(vec, train_idx, os.path.join(tmp, "train.gpkg"))
-        test_gpkg = write_subset(vec, test_idx, os.path.join(tmp, "test.gpkg"))
-        options = TrainOptions(device="cpu", seed=0)
-        miou, oa, secs, result = network(tmp, train_gpkg, test_gpkg, options)
-        rows.append((f"Deep Pixel (defaults: {'/'.join(options.network())}, {result.epochs_run} epochs, "
-                     "TTA)", miou, oa, secs))
-    base = rows[0][3]
-    print(f"{'method':58s} {'mIoU':>6s} {'OA':>6s} {'train s':>8s} {'time / RF':>9s}")
-    for name, miou, oa, secs in rows:
-        print(f"{name:58s} {miou:6.3f} {oa:6.3f} {secs:8.1f} {secs / base:9.1f}")
+    print(f"{'scene':10s} {'method':40s} {'mIoU':>6s} {'OA':>6s} {'train s':>8s} {'epochs':>6s}")
+    rows = [r for scene in scenes for r in run_scene(scene, variants)]
+    compare(rows, variants)
 
 
 if __name__ == "__main__":

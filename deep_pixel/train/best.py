@@ -1,19 +1,8 @@
-"""The best epoch so far (weights kept, early stopping) and the learning-rate schedule."""
+"""The best epoch so far (weights kept, early stopping on a plateau)."""
 from __future__ import annotations
 
 import copy
 import math
-
-
-def schedule(total_steps, warmup_fraction):
-    warm = max(1, int(total_steps * warmup_fraction))
-
-    def factor(step):
-        if step < warm:
-            return (step + 1) / warm
-        t = (step - warm) / max(1, total_steps - warm)
-        return 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
-    return factor
 
 
 def better(monitor, value, best):
@@ -25,11 +14,16 @@ def better(monitor, value, best):
 
 
 class BestEpoch:
-    """The best epoch so far by the monitored metric: its number, summary and weights; early stopping."""
+    """The best epoch so far by the monitored metric: its number, summary and weights; early stopping.
 
-    def __init__(self, monitor: str, patience: int):
-        self.monitor, self.patience = monitor, patience
+    Any gain makes an epoch the best (its weights are kept), but only a gain of at least ``min_improvement``
+    times the value where patience last restarted restarts it: a metric that creeps is on a plateau.
+    """
+
+    def __init__(self, monitor: str, patience: int, min_improvement: float = 0.0):
+        self.monitor, self.patience, self.min_improvement = monitor, patience, min_improvement
         self.value, self.state, self.epoch, self.summary, self.stale = None, None, 0, {}, 0
+        self.reference = None        # the value when patience last restarted
 
     def update(self, epoch: int, value, summary: dict, model, sound: bool = True) -> bool:
         """Record an epoch; True when it is the best so far (its weights are kept). An epoch that is not
@@ -41,10 +35,22 @@ class BestEpoch:
         if improved or self.state is None:
             self.value = value if improved else self.value
             self.state = copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})
-            self.epoch, self.summary, self.stale = epoch, summary, 0
+            self.epoch, self.summary = epoch, summary
+        if improved and self._clear_gain(value):
+            self.reference, self.stale = value, 0
         else:
             self.stale += 1
         return self.epoch == epoch
+
+    def _clear_gain(self, value) -> bool:
+        if self.reference is None:
+            return True
+        margin = self.min_improvement * abs(self.reference)
+        return value < self.reference - margin if self.monitor == "valid_loss" else value > self.reference + margin
+
+    def restart(self) -> None:
+        """Patience starts again (annealing after a plateau gets its own epochs)."""
+        self.stale, self.reference = 0, self.value
 
     @property
     def exhausted(self) -> bool:

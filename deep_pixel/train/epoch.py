@@ -40,6 +40,8 @@ def train_epoch(run, epoch: int) -> tuple:
     run.health.start_epoch()
     for b, (x, y) in enumerate(run.loader.run(keys)):
         progress.check_cancelled()
+        if run.stepper.semi is not None:
+            run.stepper.semi.follow(run.budget.fraction(run.step))
         loss = run.stepper.step(lambda sub, x=x, y=y: (x[sub[0]:sub[-1] + 1], y[sub[0]:sub[-1] + 1]),
                                 list(range(len(x))))
         run.health.batch(epoch, b + 1, loss, run.stepper.applied)
@@ -48,15 +50,20 @@ def train_epoch(run, epoch: int) -> tuple:
             run.scheduler.step()
         run.step += 1
         losses.append(loss)
-        run.train_progress.report(run.step / run.total, f"epoch {epoch}/{options.max_epochs} batch {b + 1}/"
+        run.train_progress.report(run.budget.fraction(run.step), f"epoch {_of(epoch, options)} batch {b + 1}/"
                                   f"{run.steps_per_epoch} loss {loss:.3f} ETA {_eta(run)}")
+        if not run.dist.active and run.budget.out_of_time():      # TIME_LIMIT: end the epoch here
+            break
     return losses, time.monotonic() - t0
+
+
+def _of(epoch: int, options) -> str:
+    return f"{epoch}/{options.max_epochs}" if options.max_epochs else str(epoch)
 
 
 def _eta(run) -> str:
     started, first_step = run.started
-    done = run.step - first_step
-    eta = (time.monotonic() - started) / max(done, 1) * (run.total - run.step)
+    eta = run.budget.eta(run.step, first_step, started)
     return f"{int(eta) // 60:02d}:{int(eta) % 60:02d}"
 
 
@@ -67,7 +74,7 @@ def evaluate_epoch(run, epoch: int, losses: list, train_seconds: float) -> dict:
     t0 = time.monotonic() - train_seconds
     progress.check_cancelled()
     keys = validation_keys(run.eval_shard, max(1, min(stepper.micro, options.batch_size)))
-    at, fraction = f"epoch {epoch}/{options.max_epochs} validation", run.step / run.total
+    at, fraction = f"epoch {_of(epoch, options)} validation", run.budget.fraction(run.step)
 
     def batches():
         for k, batch in enumerate(run.loader.run(keys), 1):
@@ -85,7 +92,6 @@ def evaluate_epoch(run, epoch: int, losses: list, train_seconds: float) -> dict:
               "accuracy": run.summary["overall_accuracy"], "miou": run.summary["mean_iou"],
               "lr": stepper.optimizer.param_groups[0]["lr"], "seconds": round(time.monotonic() - t0, 2),
               "train_seconds": round(train_seconds, 3),
-              "chips_per_second": round(run.steps_per_epoch * run.batch * run.dist.world / max(train_seconds, 1e-9),
-                                        2)}
+              "chips_per_second": round(len(losses) * run.batch * run.dist.world / max(train_seconds, 1e-9), 2)}
     run.epochs.append(record)
     return record

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 import warnings
 from dataclasses import dataclass
 
@@ -29,10 +30,12 @@ from ..io.staging import check_output_folder, staged_folder
 from ..model.registry import build_model
 from . import distributed, resume
 from .augment import BatchMaker, augmentation_set, label_lut
-from .best import BestEpoch, schedule
+from .best import BestEpoch
+from .budget import Budget
 from .checkpoint import Checkpoints
 from .epoch import evaluate_epoch, train_epoch
 from .health import Health
+from .indices import INDICES, spectral_indices
 from .lr_finder import find_learning_rate
 from .options import AUTO_VALIDATION_MIN_CHIPS, MIN_STEPS_PER_EPOCH, TrainOptions, network_parameters
 from .pretrained import freeze, load_matching, load_pretrained
@@ -57,14 +60,6 @@ class TrainResult:
     summary: dict
     log: dict
     model: object = None         # the trained network (best epoch, eval mode, on its device)
-
-
-def ndvi_pair(band_names, bands):
-    """[nir, red] positions in the model's band list when the names say which bands they are."""
-    names = [(band_names[b - 1] if b - 1 < len(band_names) else "").strip().lower() for b in bands]
-    nir = [i for i, n in enumerate(names) if n in ("nir", "near infrared", "near-infrared", "nir1")]
-    red = [i for i, n in enumerate(names) if n == "red"]
-    return [nir[0], red[0]] if nir and red else None
 
 
 def train_model(folders, output_folder: str, options: TrainOptions | None = None,
@@ -113,7 +108,9 @@ class _Run:
     def __init__(self, options: TrainOptions, progress: Progress, name: str):
         self.options, self.progress, self.name = options, progress, name
         self.epochs, self.stopped_early, self.step, self.start_epoch = [], False, 0, 0
-        self.best = BestEpoch(options.monitor, options.arg("patience"))
+        self.stopped_by_time = False
+        self.best = BestEpoch(options.monitor, options.arg("patience"), options.arg("min_improvement"))
+        self.t_start = time.monotonic()            # TIME_LIMIT counts from here
         self.dist, self.loader, self.resumed, self.frozen, self.started = distributed.Dist(), None, None, False, None
 
 
@@ -176,16 +173,21 @@ def _prepare_network(run: _Run) -> None:
         pkg = run.pkg
         run.model_type, run.backbone, run.params = pkg.model_type, pkg.backbone, dict(pkg.model_params)
         run.transform = pkg.transform
+        named = {tuple(p): n for n, p in spectral_indices(data.band_names, data.bands, list(INDICES))}
+        run.indices = [(named.get(tuple(p), "normalised difference"), list(p)) for p in run.transform.indices]
         progress.log(f"Fine-tuning {run.model_type}/{run.backbone} from {os.path.basename(pkg.emd_path)}: "
                      "architecture, backbone, decoder and normalisation come from that model.")
         run.why = "from the pretrained model"
         return
     run.model_type, run.backbone = options.network()
     run.params, run.why = network_parameters(options, run.device.type == "cuda")
-    pair = ndvi_pair(data.band_names, data.bands) if options.arg("ndvi") else None
-    run.transform = InputTransform(data.band_stats["mean"], data.band_stats["std"], [pair] if pair else [])
-    if pair:
-        progress.log(f"NDVI added as an input channel (bands {data.bands[pair[0]]} nir, {data.bands[pair[1]]} red).")
+    wanted = [name for name in INDICES if options.arg(name.lower())]
+    run.indices = spectral_indices(data.band_names, data.bands, wanted)
+    run.transform = InputTransform(data.band_stats["mean"], data.band_stats["std"], [p for _, p in run.indices])
+    for name, (a, b) in run.indices:
+        progress.log(f"{name} added as an input channel (normalised difference of bands {data.bands[a]} and "
+                     f"{data.bands[b]}, named {data.band_names[data.bands[a] - 1]!r} and "
+                     f"{data.band_names[data.bands[b] - 1]!r}).")
 
 
 def _prepare_split(run: _Run) -> None:
@@ -279,10 +281,16 @@ def _prepare_optimiser(run: _Run, checkpoints) -> None:
     optimizer = torch.optim.AdamW(run.model.parameters(), lr=options.learning_rate or 1e-3,
                                   weight_decay=options.arg("weight_decay"))
     run.stepper = Stepper(run.model, optimizer, run.loss_fn, run.device, options.batch_size, progress)
+    if options.arg("semi_supervised"):
+        from .semi import Consistency
+        run.stepper.semi = Consistency(options.arg("pseudo_threshold"), options.arg("unlabelled_weight"), options.seed)
+        progress.log(f"Semi-supervised: unlabelled pixels of the crops learn from confident (>= "
+                     f"{options.arg('pseudo_threshold'):g}) pseudo-labels, weight {options.arg('unlabelled_weight'):g}, "
+                     "ramped in from 15% to 40% of training.")
     run.batch = min(options.batch_size, len(run.train_idx) // d.world)
     run.steps_per_epoch = options.arg("steps_per_epoch") or max(
         MIN_STEPS_PER_EPOCH, math.ceil(len(run.train_idx) / (run.batch * d.world)))
-    run.total = run.steps_per_epoch * options.max_epochs
+    run.total = run.steps_per_epoch * options.epoch_bound
     state = distributed.share(d, checkpoints.take_over(run.fingerprint) if d.main else None)
     if state is not None:
         resume.apply(run, state)
@@ -295,7 +303,11 @@ def _prepare_optimiser(run: _Run, checkpoints) -> None:
     for g in optimizer.param_groups:
         g["lr"] = g["initial_lr"] = run.lr
     run.health = Health(run.lr, bool(options.pretrained_model))
-    run.scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule(run.total, options.arg("warmup_fraction")))
+    # TIME_LIMIT steers the learning rate only when MAX_EPOCHS is empty (a given MAX_EPOCHS keeps the schedule,
+    # and the weights of a seed, the same on any machine) and never under torchrun (see budget.py)
+    run.budget = Budget(run.total, options.time_limit, options.arg("warmup_fraction"),
+                        timed=not d.active and options.max_epochs is None, start=run.t_start)
+    run.scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, run.budget.factor)
     run.step = min(run.start_epoch * run.steps_per_epoch, run.total)
     if run.step:                                  # a resumed run goes on along the same schedule
         run.scheduler.last_epoch = run.step - 1
@@ -332,38 +344,80 @@ def _pick_learning_rate(run: _Run) -> None:
 
 
 def _fit(run: _Run, checkpoints) -> None:
-    """Epochs until MAX_EPOCHS or the monitored metric stops improving; the best one is checkpointed."""
+    """Epochs until the bound, TIME_LIMIT or the end of the decay after a plateau; the best one is checkpointed."""
     options, progress = run.options, run.progress
     sound = None
-    for epoch in range(run.start_epoch + 1, options.max_epochs + 1):
-        if run.frozen and options.arg("unfreeze_after") and epoch == options.arg("unfreeze_after") + 1:
-            run.frozen = False
-            freeze(run.model, False)
-            if run.dist.active:          # DistributedDataParallel tracks the parameters that train
-                run.stepper.model = distributed.wrap(run.model, run.dist, run.device)
-            progress.log(f"Epoch {epoch}: backbone unfrozen.")
+    for epoch in range(run.start_epoch + 1, options.epoch_bound + 1):
+        if run.epochs and _time_up(run):
+            break
+        _maybe_unfreeze(run, epoch)
         losses, seconds = train_epoch(run, epoch)
         record = evaluate_epoch(run, epoch, losses, seconds)
         sound = run.health.sound(record)
         best = run.best.update(epoch, record[options.monitor], run.summary, run.model, sound)
         progress.log(f"Epoch {epoch}: train loss {record['train_loss']:.4f}, valid loss {record['valid_loss']:.4f}, "
-                     f"accuracy {_pct(record['accuracy'])}, mIoU {_pct(record['miou'])}"
-                     + (" (best so far)" if best else ""))
+                     f"accuracy {_pct(record['accuracy'])}, mIoU {_pct(record['miou'])}, learning rate "
+                     f"{record['lr']:.2g}" + (" (best so far)" if best else ""))
         run.health.check_epoch(epoch, progress)
         if best:
-            progress.check_cancelled()
-            state = resume.capture(run, epoch) if checkpoints.active else None
-            checkpoints.save(epoch, lambda folder, e=epoch: _write_best(run, folder, checkpoint={
-                "epoch": e, "epochs_run": e, "complete": False,
-                "note": "best epoch so far of an unfinished training run"}), state)
-            run.train_progress.report(run.step / run.total, f"epoch {epoch}: checkpoint written")
-            progress.check_cancelled()
-        if options.stop_when_not_improving and run.best.exhausted:
-            run.stopped_early = True
-            progress.log(f"Stopping: {options.monitor} did not improve for {run.best.patience} epochs.")
+            _checkpoint(run, checkpoints, epoch)
+        if _should_stop(run, epoch):
             break
     if sound is not None:                # a resumed run may have had no epoch left to train
         run.health.check_end(run.epochs, sound)
+
+
+def _maybe_unfreeze(run: _Run, epoch: int) -> None:
+    options = run.options
+    if run.frozen and options.arg("unfreeze_after") and epoch == options.arg("unfreeze_after") + 1:
+        run.frozen = False
+        freeze(run.model, False)
+        if run.dist.active:          # DistributedDataParallel tracks the parameters that train
+            run.stepper.model = distributed.wrap(run.model, run.dist, run.device)
+        run.progress.log(f"Epoch {epoch}: backbone unfrozen.")
+
+
+def _checkpoint(run: _Run, checkpoints, epoch: int) -> None:
+    progress = run.progress
+    progress.check_cancelled()
+    state = resume.capture(run, epoch) if checkpoints.active else None
+    checkpoints.save(epoch, lambda folder, e=epoch: _write_best(run, folder, checkpoint={
+        "epoch": e, "epochs_run": e, "complete": False,
+        "note": "best epoch so far of an unfinished training run"}), state)
+    run.train_progress.report(run.budget.fraction(run.step), f"epoch {epoch}: checkpoint written")
+    progress.check_cancelled()
+
+
+def _should_stop(run: _Run, epoch: int) -> bool:
+    """After an epoch: a plateau starts the final decay (or stops), the decay's end or TIME_LIMIT stops."""
+    options, progress, budget = run.options, run.progress, run.budget
+    if options.stop_when_not_improving and run.best.exhausted and not budget.annealing:
+        epochs = options.arg("anneal_epochs")
+        if epochs and budget.anneal(run.step, epochs * run.steps_per_epoch):
+            run.best.restart()
+            progress.log(f"Epoch {epoch}: {options.monitor} on a plateau for {run.best.patience} epochs; the learning "
+                         f"rate now decays to its end over {epochs} more epoch(s).")
+            return False
+        run.stopped_early = True
+        progress.log(f"Stopping: {options.monitor} did not improve for {run.best.patience} epochs.")
+        return True
+    if budget.annealing and budget.done(run.step):
+        run.stopped_early = True
+        progress.log(f"Stopping: the learning rate has decayed to its end after the plateau (epoch {epoch}).")
+        return True
+    if _time_up(run):
+        run.stopped_by_time = True
+        progress.log(f"Stopping: TIME_LIMIT of {options.time_limit:g} min reached after epoch {epoch}.")
+        return True
+    return False
+
+
+def _time_up(run: _Run) -> bool:
+    """TIME_LIMIT reached (under torchrun: on any process, so that all stop together)."""
+    out = run.budget.out_of_time()
+    if run.dist.active:
+        out = not distributed.all_agree(run.dist, not out, run.device)
+    return out
 
 
 def _log(run: _Run) -> dict:
@@ -376,6 +430,7 @@ def _log(run: _Run) -> dict:
                               "lr_scaling": run.options.arg("lr_scaling")}
     if run.resumed:
         log["resumed_from_epoch"] = run.resumed["epoch"]
+    log["stopped_by_time_limit"] = run.stopped_by_time
     return log
 
 
@@ -400,6 +455,9 @@ def _write_best(run: _Run, folder: str, checkpoint=None, with_onnx=False) -> dic
             model.encoder.eval()
     emd = build_emd(run.name, run.data, run.schema, options, run.model_type, run.backbone, run.transform.channels,
                     run.params, run.transform, best.summary, log, run.data.tile_size)
+    if run.indices:
+        emd["SpectralIndices"] = [{"Name": n, "Bands": [run.data.bands[a], run.data.bands[b]],
+                                   "Formula": "(a - b) / (a + b)"} for n, (a, b) in run.indices]
     if checkpoint:
         emd["Checkpoint"] = checkpoint
     write_model(folder, run.name, best.state, emd, log, best.summary, run.schema, pictures,

@@ -39,6 +39,10 @@ MODEL_ARGUMENTS = {
     "decoder": Arg(str, "auto", "light (encoder_depth 4, decoder 64-32-16-16), default (smp), "
                                 "auto (light on CPU for U-Net family)", choices=DECODERS),
     "patience": Arg(int, 5, "epochs without gain before stopping", 1, 1000),
+    "anneal_epochs": Arg(int, 3, "at a plateau (patience used up) before the end: epochs over which the learning "
+                                 "rate decays to its end before training stops (0: stop at once)", 0, 1000),
+    "min_improvement": Arg(float, 0.01, "a gain smaller than this share of the best value counts as none for "
+                                        "patience (the plateau)", 0, 1),
     "weight_decay": Arg(float, 1e-4, "AdamW weight decay", 0, 1),
     "warmup_fraction": Arg(float, 0.05, "share of steps with linear learning-rate warm-up", 0, 1),
     "steps_per_epoch": Arg(int, 0, "training batches per epoch (0: one pass over the training chips, at least "
@@ -49,6 +53,13 @@ MODEL_ARGUMENTS = {
     "augmentations": Arg(str, "hflip,vflip,rot90", "with AUGMENTATION=custom: any of hflip, vflip, rot90 "
                                                    "(separated by +)", choices=("hflip", "vflip", "rot90")),
     "ndvi": Arg(bool, True, "add NDVI as an input channel when red and near-infrared bands are named"),
+    "ndwi": Arg(bool, True, "add NDWI (green - nir) / (green + nir) as an input channel when green and "
+                            "near-infrared bands are named"),
+    "semi_supervised": Arg(bool, True, "also learn from the unlabelled pixels of the training crops (confident "
+                                       "pseudo-labels under a strong photometric change), ramped in after the "
+                                       "warm-up"),
+    "pseudo_threshold": Arg(float, 0.9, "semi_supervised: the confidence an unlabelled pixel's class needs", 0, 1),
+    "unlabelled_weight": Arg(float, 1.0, "semi_supervised: weight of the unlabelled pixels' loss", 0, 100),
     "loader_workers": Arg(int, -1, "processes reading training chips (-1: auto, 0 on CPU, up to 4 on CUDA; 0: "
                                    "the training process reads them)", -1, 64),
     "lr_scaling": Arg(str, "none", "with torchrun: learning rate as is (none), x the number of processes "
@@ -62,6 +73,8 @@ MODEL_ARGUMENTS = {
 AUTO_VALIDATION_MIN_CHIPS = 200
 AUTO_VALIDATION_PERCENT = 10.0
 MIN_STEPS_PER_EPOCH = 30
+AUTO_MAX_EPOCHS = 200           # MAX_EPOCHS empty: the bound (the plateau or TIME_LIMIT usually ends training first)
+DEFAULT_TIME_LIMIT = 10.0       # minutes
 
 
 DEFAULT_MODEL_TYPE = "UNET"
@@ -71,8 +84,14 @@ DEFAULT_BACKBONE = "resnet34"
 @dataclass
 class TrainOptions:
     """Train Model's options, each declared once (deep_pixel/core/params.py builds the interfaces)."""
-    max_epochs: int = option(20, "Maximum epochs", "upper bound on the epochs; training stops earlier when the "
-                             "monitored metric stops improving", minimum=1)
+    max_epochs: int | None = option(
+        None, "Maximum epochs (empty: until learning stops)", f"upper bound on the epochs; empty: up to "
+        f"{AUTO_MAX_EPOCHS}, an epoch being one pass over the training chips (at least {MIN_STEPS_PER_EPOCH} "
+        "batches); training stops earlier at TIME_LIMIT or when the monitored metric stops improving", kind="int",
+        minimum=1, optional=True)
+    time_limit: float = option(
+        DEFAULT_TIME_LIMIT, "Time limit (minutes; 0: none)", "training (with its learning-rate test) stops by then, "
+        "the learning rate decaying to its end on time; 0: no limit", minimum=0, maximum=100000)
     model_type: str | None = option(
         None, "Model type", f"network architecture; empty: {DEFAULT_MODEL_TYPE}, or the pretrained model's",
         kind="enum", choices=tuple(ARCHITECTURES), optional=True)
@@ -113,6 +132,10 @@ class TrainOptions:
     def network(self) -> tuple:
         """(model type, backbone) when not fine-tuning a package."""
         return (self.model_type or DEFAULT_MODEL_TYPE).upper(), self.backbone or DEFAULT_BACKBONE
+
+    @property
+    def epoch_bound(self) -> int:
+        return self.max_epochs or AUTO_MAX_EPOCHS
 
     def resolved_validation_percent(self, chips: int) -> float:
         if self.validation_percent is not None:

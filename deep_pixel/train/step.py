@@ -76,6 +76,14 @@ class Stepper:
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.cuda)
         self.applied = False            # whether the last step updated the weights
         self.agree = agree              # distributed: flag -> whether it holds on every process
+        self.semi = None                # semi.Consistency: also learn from the crops' unlabelled pixels
+
+    def objective(self, x, y):
+        """The loss of one (micro-)batch: supervised, plus pseudo-labels once semi-supervision has weight."""
+        if self.semi is not None and self.semi.weight > 0:
+            from .semi import consistency_loss
+            return consistency_loss(self, x, y)
+        return self.loss_fn(self.forward(x), y)
 
     @property
     def plain(self):
@@ -118,7 +126,7 @@ class Stepper:
         chunks = [indices[i:i + self.micro] for i in range(0, len(indices), self.micro)]
         for chunk in chunks:
             x, y = make_batch(chunk)
-            loss = self.loss_fn(self.forward(self.to_device(x)), self.to_device(y))
+            loss = self.objective(self.to_device(x), self.to_device(y))
             self.scaler.scale(loss * (len(chunk) / len(indices))).backward()
             total += float(loss.detach()) * len(chunk) / len(indices)
         finite = math.isfinite(total)

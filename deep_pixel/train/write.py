@@ -68,6 +68,7 @@ def training_log(epochs, best_epoch, options, stopped_early, lr, lr_test, reason
                       "valid": [data.chips[i].name for i in valid_idx]},
             "settings": {"architecture": model_type, "backbone": backbone, "network": why, **params,
                          "batch_size": options.batch_size, "max_epochs": options.max_epochs,
+                         "time_limit_minutes": options.time_limit,
                          "learning_rate": f"{lr:.3g}" + (" (range test)" if lr_test else ""),
                          "validation_percent": options.validation_percent, "monitor": options.monitor,
                          "augmentation": options.augmentation, "seed": options.seed, "device": reason,

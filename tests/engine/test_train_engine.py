@@ -97,8 +97,9 @@ def test_training_writes_a_complete_package(trained):
                 "CellSize", "InputTransform", "SchemaVersion", "WeightsSHA256"):
         assert key in emd, key
     assert emd["ModelParameters"]["decoder_channels"] == [64, 32, 16, 16]      # CPU: light decoder recorded
-    assert emd["ModelParameters"]["in_channels"] == 5                           # 4 bands + NDVI
-    assert emd["InputTransform"]["indices"] == [[3, 2]]
+    assert emd["ModelParameters"]["in_channels"] == 6                     # 4 bands + NDVI + NDWI
+    assert [i["Name"] for i in emd["SpectralIndices"]] == ["NDVI", "NDWI"]
+    assert emd["InputTransform"]["indices"] == [[3, 2], [1, 3]]                 # (nir, red), (green, nir)
     assert [c["Name"] for c in emd["Classes"]] == ["water", "forest", "cropland", "grassland", "built-up"]
     log = json.load(open(os.path.join(result.folder, "training_log.json")))
     assert len(log["epochs"]) == 4 and log["best_epoch"] == result.best_epoch

@@ -1,0 +1,42 @@
+"""Spectral indices added as input channels when the band names say which bands are which.
+
+A band's role comes from the words of its name (the raster's band descriptions, kept by Export): "red",
+"green", "nir" or "near infrared" ("B4_red", "B8_nir", "Near-Infrared" all count; "red edge" bands do
+not count as red). NDVI = (nir - red) / (nir + red); NDWI (McFeeters) = (green - nir) / (green + nir).
+Each index is a normalised difference of two of the model's bands (core/inputs.py computes it the same
+way in training and classification); the model's .emd lists them under SpectralIndices.
+"""
+from __future__ import annotations
+
+import re
+
+# index -> (role of a, role of b): the index is (a - b) / (a + b)
+INDICES = {"NDVI": ("nir", "red"), "NDWI": ("green", "nir")}
+
+
+def band_role(name: str) -> str | None:
+    words = [w for w in re.split(r"[^a-z0-9]+", (name or "").lower()) if w]
+    if "edge" in words or any(w.startswith("rededge") or w in ("re", "swir", "swir1", "swir2") for w in words):
+        return None
+    if "nir" in words or "nir1" in words or ("near" in words and "infrared" in words):
+        return "nir"
+    if "red" in words:
+        return "red"
+    if "green" in words:
+        return "green"
+    return None
+
+
+def spectral_indices(band_names, bands, wanted) -> list:
+    """[(index name, [a, b])] for the ``wanted`` indices whose bands are named; positions in the model's bands."""
+    roles = {}
+    for i, b in enumerate(bands):
+        role = band_role(band_names[b - 1] if b - 1 < len(band_names) else "")
+        if role and role not in roles:
+            roles[role] = i
+    found = []
+    for name in wanted:
+        a, b = INDICES[name]
+        if a in roles and b in roles:
+            found.append((name, [roles[a], roles[b]]))
+    return found

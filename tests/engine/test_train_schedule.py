@@ -1,0 +1,125 @@
+"""Issue 16: the schedule follows the plateau and TIME_LIMIT, semi-supervision from unlabelled pixels,
+spectral indices from band names. Real (tiny) trainings on chips of the synthetic scene."""
+import json
+import os
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from deep_pixel.core.progress import RecordingProgress
+from deep_pixel.export.run import ExportOptions, export_training_data
+from deep_pixel.export.samples import Samples
+from deep_pixel.io.vector import read_vector
+from deep_pixel.train.augment import IGNORE_INDEX
+from deep_pixel.train.best import BestEpoch
+from deep_pixel.train.budget import FLOOR, Budget
+from deep_pixel.train.indices import band_role, spectral_indices
+from deep_pixel.train.loop import train_model
+from deep_pixel.train.options import TrainOptions
+from deep_pixel.train.semi import Consistency
+
+
+def options(**kw):
+    args = dict({"chip_size": 32, "steps_per_epoch": 3, "lr_test_steps": 0}, **kw.pop("model_arguments", {}))
+    base = dict(backbone="resnet18", batch_size=4, learning_rate=3e-3, device="cpu", model_arguments=args)
+    base.update(kw)
+    return TrainOptions(**base)
+
+
+@pytest.fixture(scope="module")
+def chips(scene, tmp_path_factory):
+    vec = read_vector(scene.samples)
+    out = str(tmp_path_factory.mktemp("schedule") / "chips")
+    export_training_data(scene.image, Samples(vec.geometries, [int(v) for v in vec.attributes["Classvalue"]],
+                                              vec.crs_wkt), out,
+                         ExportOptions(tile_size_x=64, tile_size_y=64, stride_x=64, stride_y=64), schema=scene.schema)
+    return out
+
+
+def test_budget_warms_up_decays_to_the_floor_and_anneals():
+    b = Budget(100, None, 0.1)
+    assert b.factor(0) < 0.2 and b.factor(10) == pytest.approx(1.0)
+    assert b.factor(55) == pytest.approx(FLOOR + (1 - FLOOR) * 0.5) and b.factor(100) == pytest.approx(FLOOR)
+    assert not b.done(99) and b.done(100)
+    assert b.anneal(30, 20) and not b.anneal(31, 20)          # once only
+    assert b.fraction(30) == pytest.approx(0.3) and b.fraction(50) == 1.0 and b.done(50)
+    assert b.steps_left(40) == 10
+    late = Budget(100, None, 0.1)
+    assert not late.anneal(85, 20)                            # near the end: no annealing, it stops
+
+
+def test_budget_in_time_decays_by_the_clock():
+    b = Budget(10_000, 1.0, 0.05, start=time.monotonic() - 45)     # 45 s of a 60 s limit spent
+    assert b.fraction(10) == pytest.approx(0.75, abs=0.01) and not b.out_of_time()
+    assert b.factor(10) < 0.2
+    assert b.eta(10, 0, time.monotonic() - 45) <= 15.1
+    untimed = Budget(10_000, 1.0, 0.05, timed=False, start=time.monotonic() - 45)
+    assert untimed.fraction(10) == pytest.approx(0.001)        # steps only (MAX_EPOCHS given, or torchrun)
+    assert Budget(10, 1.0, 0.05, start=time.monotonic() - 61).out_of_time()
+
+
+def test_plateau_needs_a_clear_gain():
+    net = torch.nn.Linear(1, 1)
+    best = BestEpoch("valid_loss", patience=2, min_improvement=0.05)
+    assert best.update(1, 1.0, {}, net)
+    assert best.update(2, 0.99, {}, net) and best.stale == 1       # best weights kept, but no clear gain
+    assert best.update(3, 0.98, {}, net) and best.exhausted
+    best.restart()
+    assert not best.exhausted and best.update(4, 0.90, {}, net) and best.stale == 0
+
+
+def test_time_limit_stops_training_with_the_rate_decayed(chips, tmp_path):
+    progress = RecordingProgress()
+    r = train_model(chips, str(tmp_path / "m"), options(time_limit=0.1, stop_when_not_improving=False), progress)
+    log = json.load(open(os.path.join(r.folder, "training_log.json")))
+    assert log["stopped_by_time_limit"] and 1 <= r.epochs_run < 200
+    assert log["epochs"][-1]["lr"] < 3e-3 * 0.5                      # MAX_EPOCHS empty: the clock drove the decay
+    assert any("TIME_LIMIT of 0.1 min reached" in m for m in progress.messages)
+    assert any("ETA" in m for m in progress.messages)
+
+
+def test_a_plateau_anneals_then_stops(chips, tmp_path):
+    progress = RecordingProgress()
+    r = train_model(chips, str(tmp_path / "m"), options(
+        max_epochs=60, time_limit=0, model_arguments={"patience": 1, "min_improvement": 0.5, "anneal_epochs": 2}),
+        progress)
+    assert any("on a plateau" in m for m in progress.messages), progress.messages
+    assert r.epochs_run < 60 and r.log["stopped_early"]
+    assert r.log["epochs"][-1]["lr"] < 3e-3 * 0.1
+
+
+def test_pseudo_labels_only_where_unlabelled_and_confident():
+    semi = Consistency(threshold=0.9, seed=0)
+    logits = torch.zeros(1, 3, 2, 2)
+    logits[0, 2, 0, 0] = logits[0, 1, 0, 1] = logits[0, 0, 1, 1] = 10.0       # confident at 3 pixels
+    y = torch.tensor([[[IGNORE_INDEX, IGNORE_INDEX], [IGNORE_INDEX, 1]]])
+    targets, confident = semi.targets(logits, y)
+    assert targets.tolist() == [[[2, 1], [IGNORE_INDEX, 1]]] and semi.pseudo_pixels == 2
+    x = torch.ones(2, 4, 16, 16)
+    a, b = semi.strong(x), Consistency(seed=0).strong(x)
+    assert a.shape == x.shape and torch.equal(a, b) and not torch.equal(a, x)
+    semi.follow(0.1)
+    assert semi.weight == 0
+    semi.follow(0.5)
+    assert semi.weight == 1.0
+
+
+def test_semi_supervised_training_is_reproducible(chips, tmp_path):
+    def run(name):
+        r = train_model(chips, str(tmp_path / name), options(max_epochs=3, stop_when_not_improving=False,
+                                                               model_arguments={"semi_supervised": True}))
+        return r.log["epochs"][-1]["train_loss"], r.model.state_dict()
+    (loss_a, a), (loss_b, b) = run("a"), run("b")
+    assert np.isfinite(loss_a) and loss_a == loss_b
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_band_roles_from_names():
+    assert [band_role(n) for n in ("B4_red", "B5_rededge1", "B8_nir", "B8A_nir_narrow", "Near infrared", "green",
+                                   "band 4 reflectance", "Red Edge", "SWIR1")] == [
+        "red", None, "nir", "nir", "nir", "green", None, None, None]
+    s2 = ["B2_blue", "B3_green", "B4_red", "B5_rededge1", "B8_nir", "B11_swir1"]
+    assert spectral_indices(s2, [1, 2, 3, 4, 5, 6], ["NDVI", "NDWI"]) == [("NDVI", [4, 2]), ("NDWI", [1, 4])]
+    assert spectral_indices(s2, [3, 5], ["NDVI", "NDWI"]) == [("NDVI", [1, 0])]       # the model's band positions
