@@ -10,7 +10,8 @@ scored on the same held-out pixels with the same metric code.
 - random forest (scikit-learn, 200 trees) on the raw bands of each pixel (the SCP/dzetsaka-style baseline),
   and on the bands plus their 5x5 local mean and standard deviation (texture: a stronger baseline);
 - Deep Pixel: Export Training Data -> Train Model -> Classify Pixels -> Compute Accuracy, engine defaults
-  except the variant's training options (QUALITY_VARIANTS, comma-separated names of VARIANTS; default: all).
+  except the variant's training options (QUALITY_VARIANTS, comma-separated names of VARIANTS; default:
+  before,schedule,defaults).
 
 QUALITY_SCENES picks scenes (landsat,aber_s2,nb_aerial). Each variant's row gives held-out mIoU, overall
 accuracy, training seconds and epochs; the last table compares each variant with ``before`` (the defaults
@@ -36,6 +37,12 @@ VARIANTS = {
     "schedule": dict(model_arguments={"semi_supervised": False}),
     "defaults": {},
 }
+# Step-based variants (the same steps on any machine, so a busy machine does not change them): ablations.
+ABLATIONS = {
+    "long": dict(max_epochs=40, time_limit=0, model_arguments={"semi_supervised": False}),
+    "long_semi": dict(max_epochs=40, time_limit=0),
+}
+VARIANTS.update(ABLATIONS)
 MINUTES = os.environ.get("QUALITY_MINUTES")       # TIME_LIMIT of the variants that do not set it (default: the engine's)
 
 
@@ -242,7 +249,7 @@ def compare(rows, variants):
 
 def main():
     names = [s for s in os.environ.get("QUALITY_SCENES", ",".join(SCENES)).split(",") if s]
-    variants = [v for v in os.environ.get("QUALITY_VARIANTS", ",".join(VARIANTS)).split(",") if v]
+    variants = [v for v in os.environ.get("QUALITY_VARIANTS", "before,schedule,defaults").split(",") if v]
     scenes = [SCENES[n] for n in names if os.path.isfile(SCENES[n].train_image)]
     if not scenes:
         print(f"skipped: the real data folder {DATA} is absent (../shared/data beside the checkout)")

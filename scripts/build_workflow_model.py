@@ -37,7 +37,8 @@ INPUTS = (
     ("TILE_SIZE", lambda: QgsProcessingParameterNumber(
         "TILE_SIZE", "Chip size (pixels)", number_type("int"), defaultValue=64, minValue=32)),
     ("MAX_EPOCHS", lambda: QgsProcessingParameterNumber(
-        "MAX_EPOCHS", "Maximum epochs", number_type("int"), defaultValue=20, minValue=1)),
+        "MAX_EPOCHS", "Maximum epochs (empty: until learning stops, within Train Model's time limit)",
+        number_type("int"), defaultValue=None, optional=True, minValue=1)),
 )
 
 

@@ -41,6 +41,7 @@ class ChipSet:
     pixel_size: tuple | None = None
     band_names: list = field(default_factory=list)
     folders: list = field(default_factory=list)
+    raster_stats: dict | None = None     # the whole source raster's band statistics (None: not recorded)
 
     @property
     def num_bands(self) -> int:
@@ -287,6 +288,7 @@ def read_folder(folder: str, progress: Progress | None = None) -> ChipSet:
     if not _valid_stats(stats, shape[0]):
         progress.log(f"{os.path.basename(folder)}: no usable export band statistics; computing them from the chips.")
         stats = _stats_from_chips(chips)
+    raster = meta.get("raster_band_stats")
     src = meta.get("source") if isinstance(meta.get("source"), dict) else {}
     pixel = src.get("pixel_size")
     names = src.get("band_names")
@@ -295,7 +297,8 @@ def read_folder(folder: str, progress: Progress | None = None) -> ChipSet:
                    tile_size=(shape[1], shape[2]),
                    crs_wkt=crs_wkt if isinstance(crs_wkt, str) and crs_wkt else first_crs,
                    pixel_size=tuple(float(v) for v in pixel) if _numbers(pixel, 2) else None,
-                   band_names=[str(n) for n in names] if isinstance(names, list) else [], folders=[folder])
+                   band_names=[str(n) for n in names] if isinstance(names, list) else [], folders=[folder],
+                   raster_stats=raster if _valid_stats(raster, shape[0]) else None)
 
 
 def _stats_from_chips(chips) -> dict:
@@ -308,17 +311,17 @@ def _stats_from_chips(chips) -> dict:
     return out
 
 
-def _merge_stats(sets) -> dict:
-    """Pool per-band mean/std over folders, weighted by pixel counts."""
-    n = np.array([s.band_stats.get("count", 1) for s in sets], dtype=np.float64)
-    mean = np.array([s.band_stats["mean"] for s in sets])
-    var = np.square(np.array([s.band_stats["std"] for s in sets]))
+def _merge_stats(stats) -> dict:
+    """Pool per-band mean/std of several folders' statistics, weighted by pixel counts."""
+    n = np.array([s.get("count", 1) for s in stats], dtype=np.float64)
+    mean = np.array([s["mean"] for s in stats])
+    var = np.square(np.array([s["std"] for s in stats]))
     w = n[:, None] / n.sum()
     m = (w * mean).sum(0)
     v = (w * (var + np.square(mean - m))).sum(0)
     return {"count": int(n.sum()), "mean": m.tolist(), "std": np.sqrt(v).tolist(),
-            "min": np.min([s.band_stats["min"] for s in sets], axis=0).tolist(),
-            "max": np.max([s.band_stats["max"] for s in sets], axis=0).tolist()}
+            "min": np.min([s["min"] for s in stats], axis=0).tolist(),
+            "max": np.max([s["max"] for s in stats], axis=0).tolist()}
 
 
 def _merge_schemas(sets, values_seen) -> ClassSchema:
@@ -360,9 +363,11 @@ def read_chip_folders(folders, progress: Progress | None = None) -> ChipSet:
         raise DeepPixelError("No chip holds a labelled pixel (every label is 0). Draw training samples "
                              "inside the raster and export again.")
     schema = _merge_schemas(sets, seen)
-    stats = first.band_stats if len(sets) == 1 else _merge_stats(sets)
+    stats = first.band_stats if len(sets) == 1 else _merge_stats([s.band_stats for s in sets])
+    rasters = [s.raster_stats for s in sets]
+    raster = None if any(r is None for r in rasters) else rasters[0] if len(sets) == 1 else _merge_stats(rasters)
     heights = {s.tile_size for s in sets}
     tile = max(heights)
     return ChipSet(chips=chips, schema=schema, bands=first.bands, band_stats=stats, dtype=first.dtype,
                    tile_size=tile, crs_wkt=first.crs_wkt, pixel_size=first.pixel_size,
-                   band_names=first.band_names, folders=[f for s in sets for f in s.folders])
+                   band_names=first.band_names, folders=[f for s in sets for f in s.folders], raster_stats=raster)

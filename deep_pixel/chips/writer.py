@@ -145,6 +145,7 @@ def write_metadata(folder, writer, info, options, schema, class_mapping, class_f
         "schema": schema.to_json(),
         "band_stats": stats,
         "band_stats_area": "valid pixels of the exported chips",
+        "raster_band_stats": result.get("raster_band_stats"),
         "labelled_pixels_per_class": {str(v): n for v, n in result["unique"].items()},
         "chip_pixels_per_class": {str(v): n for v, n in accumulated.items()},
         "chips": writer.chips,

@@ -14,7 +14,7 @@ from ..core.params import check_ranges, option
 from ..core.progress import Progress, check
 from ..core.schema import ClassSchema
 from ..core.tiles import TileParams
-from ..io.bandstats import BandStats
+from ..io.bandstats import BandStats, raster_stats
 from ..io.raster import (describe, footprint_bounds, open_raster, raster_bounds, read_window, valid_mask,
                          window_transform)
 from ..io.destinations import Place, check_destinations
@@ -130,6 +130,7 @@ def export_training_data(raster_path: str, samples: Samples, output_folder: str,
         with staged_folder(output_folder) as tmp:
             writer = chips_layout.ChipWriter(tmp, options.image_format.upper(), ds, options.bands)
             result = _cut(ds, info, grid, burner, writer, options, schema, progress)
+            result["raster_band_stats"] = _whole_raster(ds, info, options, progress)
             try:
                 chips_layout.write_metadata(tmp, writer, info, options, schema, class_mapping or {},
                                             class_field, result)
@@ -207,6 +208,14 @@ class _ChipGrid:
         c_end = cols[ci + 1] if ci + 1 < len(cols) else self.width
         r_end = rows[ri + 1] if ri + 1 < len(rows) else self.height
         return slice(0, r_end - r), slice(0, c_end - c)
+
+
+def _whole_raster(ds, info, options, progress) -> dict | None:
+    """Band statistics of the whole raster (Train Model normalises with them: the chips alone can be a biased
+    sample of the scene); None when it holds no valid pixel."""
+    progress.report(0.985, "band statistics of the whole raster")
+    out = raster_stats(ds, options.bands or range(1, info.count + 1), info.nodata)
+    return out if out.get("count") else None
 
 
 def _cut(ds, info, grid, burner, writer, options, schema, progress):

@@ -51,3 +51,21 @@ class BandStats:
             "mean": mean.tolist(), "std": np.sqrt(var).tolist(),
             "percentiles": {str(p): pct[i].tolist() for i, p in enumerate(PERCENTILES)},
         }
+
+
+def raster_stats(ds, bands, nodata, max_pixels: int = 2**20) -> dict:
+    """Band statistics of the whole raster ``ds`` (valid pixels) from about ``max_pixels`` pixels on an even
+    grid (GDAL reads every k-th row and column, k from the raster's size), in bands of rows."""
+    from .raster import read_bands, valid_mask
+    from rasterio.windows import Window
+    step = max(1, int(np.ceil(np.sqrt(ds.width * ds.height / max_pixels))))
+    acc = BandStats(len(bands))
+    rows_per_read = max(1, 4096 // step) * step
+    for top in range(0, ds.height, rows_per_read):
+        h = min(rows_per_read, ds.height - top)
+        shape = (len(bands), max(1, h // step), max(1, ds.width // step))       # GDAL decimates (nearest)
+        data = read_bands(ds, list(bands), Window(0, top, ds.width, h), out_shape=shape)
+        acc.add(data, valid_mask(data, nodata))
+    out = acc.result()
+    out["every"] = step
+    return out

@@ -181,6 +181,7 @@ def _prepare_network(run: _Run) -> None:
         return
     run.model_type, run.backbone = options.network()
     run.params, run.why = network_parameters(options, run.device.type == "cuda")
+    _pick_statistics(run)
     wanted = [name for name in INDICES if options.arg(name.lower())]
     run.indices = spectral_indices(data.band_names, data.bands, wanted)
     run.transform = InputTransform(data.band_stats["mean"], data.band_stats["std"], [p for _, p in run.indices])
@@ -188,6 +189,18 @@ def _prepare_network(run: _Run) -> None:
         progress.log(f"{name} added as an input channel (normalised difference of bands {data.bands[a]} and "
                      f"{data.bands[b]}, named {data.band_names[data.bands[a] - 1]!r} and "
                      f"{data.band_names[data.bands[b] - 1]!r}).")
+
+
+def _pick_statistics(run: _Run) -> None:
+    """Normalise with the whole raster's band statistics (recorded by Export) unless normalise=chips."""
+    data = run.data
+    if run.options.arg("normalise") == "raster" and data.raster_stats is not None:
+        data.band_stats = data.raster_stats
+        run.progress.log("Inputs normalised with the band statistics of the whole source raster.")
+    else:
+        run.progress.log("Inputs normalised with the band statistics of the exported chips"
+                         + ("." if run.options.arg("normalise") == "chips" else
+                            " (the chips folder records none of the whole raster: export it again to have them)."))
 
 
 def _prepare_split(run: _Run) -> None:

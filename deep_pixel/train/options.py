@@ -52,6 +52,9 @@ MODEL_ARGUMENTS = {
     "lr_test_steps": Arg(int, 30, "steps of the learning-rate range test", 0, 10000),
     "augmentations": Arg(str, "hflip,vflip,rot90", "with AUGMENTATION=custom: any of hflip, vflip, rot90 "
                                                    "(separated by +)", choices=("hflip", "vflip", "rot90")),
+    "normalise": Arg(str, "raster", "band statistics the inputs are standardised with: the whole source "
+                                    "raster's (raster; recorded by Export) or the exported chips' (chips)",
+                     choices=("raster", "chips")),
     "ndvi": Arg(bool, True, "add NDVI as an input channel when red and near-infrared bands are named"),
     "ndwi": Arg(bool, True, "add NDWI (green - nir) / (green + nir) as an input channel when green and "
                             "near-infrared bands are named"),

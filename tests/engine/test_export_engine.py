@@ -207,3 +207,29 @@ def test_integer_class_field_takes_names_from_the_classname_field(scene, tmp_pat
     values = [int(v) for v in vec.attributes["Classvalue"]]
     clash = dict(vec.attributes, Classname=["water"] * len(values))
     assert schema_from_name_field(clash, "Classvalue", values) is None
+
+
+def test_the_whole_rasters_band_statistics_are_recorded(tmp_path):
+    """Issue 16: Train Model normalises with the whole raster's statistics, not only the chips' (a biased sample)."""
+    data = make_raster(tmp_path / "r.tif", width=300, height=200, nodata=0).astype(np.float64)
+    with rasterio.open(tmp_path / "r.tif", "r+") as ds:          # a bright strip far from the samples
+        data[:, :, 250:] += 5000
+        ds.write(data.astype("uint16"))
+    out = tmp_path / "chips"
+    export_training_data(str(tmp_path / "r.tif"), Samples([box(1010, 1960, 1030, 1990)], [1], crs_wkt()), str(out),
+                         ExportOptions(tile_size_x=32, tile_size_y=32, stride_x=32, stride_y=32))
+    meta = json.load(open(out / "deep_pixel_export.json"))
+    whole, chips = meta["raster_band_stats"], meta["band_stats"]
+    assert whole["count"] == 300 * 200 and whole["every"] == 1
+    np.testing.assert_allclose(whole["mean"], data.reshape(3, -1).mean(1), rtol=1e-9)
+    assert all(w > c + 500 for w, c in zip(whole["mean"], chips["mean"]))
+
+
+def test_band_statistics_of_a_large_raster_come_from_an_even_sample(tmp_path):
+    from deep_pixel.io.bandstats import raster_stats
+    make_raster(tmp_path / "big.tif", width=1500, height=1000)
+    with rasterio.open(tmp_path / "big.tif") as ds:
+        s = raster_stats(ds, [1, 2], None, max_pixels=100_000)
+        full = ds.read([1, 2]).reshape(2, -1).astype(np.float64)
+    assert s["every"] == 4 and 90_000 <= s["count"] <= 100_000
+    np.testing.assert_allclose(s["mean"], full.mean(1), rtol=0.01)

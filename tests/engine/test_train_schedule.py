@@ -123,3 +123,12 @@ def test_band_roles_from_names():
     s2 = ["B2_blue", "B3_green", "B4_red", "B5_rededge1", "B8_nir", "B11_swir1"]
     assert spectral_indices(s2, [1, 2, 3, 4, 5, 6], ["NDVI", "NDWI"]) == [("NDVI", [4, 2]), ("NDWI", [1, 4])]
     assert spectral_indices(s2, [3, 5], ["NDVI", "NDWI"]) == [("NDVI", [1, 0])]       # the model's band positions
+
+
+@pytest.mark.parametrize("normalise, key", [("raster", "raster_band_stats"), ("chips", "band_stats")])
+def test_inputs_are_normalised_with_the_whole_raster_by_default(chips, tmp_path, normalise, key):
+    r = train_model(chips, str(tmp_path / "m"), options(max_epochs=1, model_arguments={"normalise": normalise}))
+    emd = json.load(open(r.emd_path))
+    meta = json.load(open(os.path.join(chips, "deep_pixel_export.json")))
+    assert emd["InputTransform"]["mean"] == pytest.approx(meta[key]["mean"])
+    assert emd["NormalizationStats"]["band_mean_values"] == pytest.approx(meta[key]["mean"])
