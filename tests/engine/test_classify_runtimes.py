@@ -68,17 +68,23 @@ def test_every_runtime_and_precision_agrees_with_float32_torch(real_models, scen
 def test_offset_grids_agree_on_real_scenes(real_models, scene, tile, tmp_path):
     """Default padding (the network's border), several tiles each way, grids shifted: same classes.
 
-    The Landsat scene (250 px) is one tile at any automatic tile size, so it has no grid to shift."""
+    Only near-ties may flip: these are small models trained for a few epochs (on the aerial scene most
+    pixels have a top probability below 0.6 with 5 classes), and a shifted grid changes the last bits of
+    the sums; where the model is sure (top probability >= 0.6) every pixel must agree. The Landsat scene
+    (250 px) is one tile at any automatic tile size, so it has no grid to shift."""
     emd, raster = real_models[scene]
     outs = []
     for i, offset in enumerate(((0, 0), (48, 80), (96, 32))):
         out = str(tmp_path / f"offset{i}.tif")
         r = classify(raster, emd, out, ClassifyOptions(device="cpu", tile_size=tile, grid_offset=offset,
-                                                       runtime="torch", precision="float32"))
+                                                       runtime="torch", precision="float32",
+                                                       output_confidence=str(tmp_path / f"conf{i}.tif")))
         assert r.tiles >= 4
         outs.append(read(out))
+    sure = read(str(tmp_path / "conf0.tif")) >= 0.6
     for other in outs[1:]:
-        assert (other == outs[0]).mean() >= 0.995
+        assert (other == outs[0]).mean() >= 0.97
+        assert (other == outs[0])[sure].mean() >= 0.999
 
 
 def test_default_log_names_runtime_reason_and_overlap(real_models, tmp_path):
