@@ -46,9 +46,9 @@ def tiny_model(folder, decoder="default"):
     return r.emd_path
 
 
-def mosaic(src, path, times, dense=False):
-    """A VRT of ``src`` repeated on a times x times grid: every cell (dense) or the diagonal only
-    (sparse: nodata elsewhere, read and written like the rest but skipped by the network)."""
+def mosaic(src, path, times, dense=False, tall=1):
+    """A VRT of ``src`` repeated on a grid of times columns x times * tall rows: every cell (dense) or the
+    diagonal only (sparse: nodata elsewhere, read and written like the rest but skipped by the network)."""
     import rasterio
     with rasterio.open(src) as ds:
         w, h, n, dtype = ds.width, ds.height, ds.count, ds.dtypes[0]
@@ -61,12 +61,12 @@ def mosaic(src, path, times, dense=False):
             f'<SimpleSource><SourceFilename relativeToVRT="0">{src}</SourceFilename><SourceBand>{b}</SourceBand>'
             f'<SrcRect xOff="0" yOff="0" xSize="{w}" ySize="{h}"/>'
             f'<DstRect xOff="{i * w}" yOff="{j * h}" xSize="{w}" ySize="{h}"/></SimpleSource>'
-            for i in range(times) for j in range(times) if dense or i == j)
+            for i in range(times) for j in range(times * tall) if dense or i == j % times)
         bands.append(f'<VRTRasterBand dataType="{gdal_type}" band="{b}"><NoDataValue>0</NoDataValue>'
                      f'{sources}</VRTRasterBand>')
     from xml.sax.saxutils import escape  # nosec B406 (escaping our own text, no parsing)
     with open(path, "w") as f:
-        f.write(f'<VRTDataset rasterXSize="{w * times}" rasterYSize="{h * times}"><SRS>{escape(crs)}</SRS>'
+        f.write(f'<VRTDataset rasterXSize="{w * times}" rasterYSize="{h * times * tall}"><SRS>{escape(crs)}</SRS>'
                 f'<GeoTransform>{t.c}, {t.a}, {t.b}, {t.f}, {t.d}, {t.e}</GeoTransform>{"".join(bands)}</VRTDataset>')
     return path
 

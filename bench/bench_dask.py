@@ -3,7 +3,9 @@
 Same model and raster as bench_classify (U-Net/resnet34, a dense 4096 x 4096 VRT mosaic), default
 settings. On 2 cores two 1-thread workers have no more compute than one 2-thread process: the
 ratio measures the sharding's overhead (halo strips, block files, assembly, task scheduling).
-Target: wall time on the cluster <= 1.10 x one process. Rows:
+Target: wall time on the cluster <= 1.10 x one process. Two rasters: 4096 x 4096 (5 strips of tiles:
+too few blocks to keep 2 workers busy, each block recomputing a strip of halo) and 4096 x 32768 (40
+strips, 4 blocks). Rows:
 - one process: ``classify(...)`` as the command line runs it (2 torch threads).
 - cluster already running: ``DASK_SCHEDULER`` = a LocalCluster started before the clock starts (as
   on a real cluster, where workers outlive one raster).
@@ -21,6 +23,7 @@ import time
 from bench.bench_classify import ROOT, THREADS, mosaic, table, tiny_model, vm_hwm_mib
 
 SIZE = 4096
+TALL = 8           # the second raster: 8 x taller (40 strips of tiles: blocks enough for 2 workers)
 
 
 def child(mode, image, emd, out):
@@ -68,9 +71,14 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         emd = tiny_model(tmp)
         scene = make_scene(os.path.join(tmp, "big"), 1024, 1024, seed=4)
-        image = mosaic(scene.image, os.path.join(tmp, "d.vrt"), SIZE // 1024, dense=True)
-        runs = {mode: measure(mode, image, emd, os.path.join(tmp, f"{mode}.tif"))
-                for mode in ("single", "cluster", "workers")}
+        for tall in (1, TALL):
+            image = mosaic(scene.image, os.path.join(tmp, f"d{tall}.vrt"), SIZE // 1024, dense=True, tall=tall)
+            runs = {mode: measure(mode, image, emd, os.path.join(tmp, f"{mode}{tall}.tif"))
+                    for mode in ("single", "cluster", "workers")}
+            report(runs, SIZE, SIZE * tall)
+
+
+def report(runs, width, height):
     base = runs["single"]["seconds"]
     rows = []
     for mode, label in (("single", "one process (2 threads)"), ("cluster", "cluster already running, 2 x 1 thread"),
@@ -78,10 +86,10 @@ def main():
         r = runs[mode]
         memory = f"{r['client_mib']:.0f}" + (" + workers " + " / ".join(f"{m:.0f}" for m in r["workers_mib"])
                                               if "workers_mib" in r else "")
-        rows.append([label, f"{SIZE * SIZE / 1e6 / r['seconds']:.2f}", f"{r['seconds']:.1f}",
+        rows.append([label, f"{width * height / 1e6 / r['seconds']:.2f}", f"{r['seconds']:.1f}",
                      f"{r['seconds'] / base:.2f}", memory])
-    table(f"Classify Pixels on Dask, {SIZE} x {SIZE} dense raster, defaults (target: cluster <= 1.10 x one process)",
-          ["run", "raster MP/s", "seconds", "x one process", "peak RSS MiB"], rows)
+    table(f"Classify Pixels on Dask, {width} x {height} dense raster, defaults (target: cluster <= 1.10 x one "
+          "process)", ["run", "raster MP/s", "seconds", "x one process", "peak RSS MiB"], rows)
 
 
 if __name__ == "__main__":

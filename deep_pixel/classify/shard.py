@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import shutil
 import time
@@ -38,11 +39,15 @@ _WORKER_MODELS: dict = {}          # per worker process: the package and runtime
 
 
 def blocks_of(rows: list, strips: int = 0) -> list:
-    """[(first strip, end strip)] covering every strip; ``strips`` per block (0: automatic)."""
+    """[(first strip, end strip)] covering every strip; ``strips`` per block (0: automatic). Automatic blocks
+    are as even as the strips allow (workers that take them finish together)."""
     n = len(rows)
     step = rows[1] - rows[0] if n > 1 else 1
-    per = strips or max(MIN_BLOCK_STRIPS, BLOCK_ROWS // step)
-    return [(a, min(n, a + per)) for a in range(0, n, per)]
+    if strips:
+        return [(a, min(n, a + strips)) for a in range(0, n, strips)]
+    count = math.ceil(n / max(MIN_BLOCK_STRIPS, BLOCK_ROWS // step))
+    edges = [round(k * n / count) for k in range(count + 1)]
+    return [(a, b) for a, b in zip(edges, edges[1:]) if b > a]
 
 
 def classify_sharded(input_path, model_path, output_path, options, progress, package) -> dict:
