@@ -41,6 +41,9 @@ VARIANTS = {
 ABLATIONS = {
     "long": dict(max_epochs=40, time_limit=0, model_arguments={"semi_supervised": False}),
     "long_semi": dict(max_epochs=40, time_limit=0),
+    "no_indices": dict(model_arguments={"ndvi": False, "ndwi": False}),
+    "chip_stats": dict(model_arguments={"normalise": "chips"}),
+    "tta": {},                    # defaults, classified with test-time augmentation
 }
 VARIANTS.update(ABLATIONS)
 MINUTES = os.environ.get("QUALITY_MINUTES")       # TIME_LIMIT of the variants that do not set it (default: the engine's)
@@ -191,7 +194,8 @@ def network(scene, folder, test_gpkg, variant, tmp):
     result = train_model([folder], os.path.join(out, "model"), variant_options(variant), Printer())
     seconds = time.perf_counter() - t0
     classified = os.path.join(out, "classified.tif")
-    classify(scene.test_image, result.emd_path, classified, ClassifyOptions(device="cpu"))
+    classify(scene.test_image, result.emd_path, classified,
+             ClassifyOptions(device="cpu", test_time_augmentation=variant == "tta"))
     r = evaluate(classified, test_gpkg, options=EvaluateOptions(class_field=scene.class_field))
     return r.summary["mean_iou"], r.summary["overall_accuracy"], seconds, result.epochs_run
 
