@@ -1,4 +1,5 @@
-"""Spectral indices added as input channels when the band names say which bands are which.
+"""What the network sees besides the raw bands: the normalisation statistics (whole raster or chips) and
+spectral indices added as input channels when the band names say which bands are which.
 
 A band's role comes from the words of its name (the raster's band descriptions, kept by Export): "red",
 "green", "nir" or "near infrared" ("B4_red", "B8_nir", "Near-Infrared" all count; "red edge" bands do
@@ -40,3 +41,15 @@ def spectral_indices(band_names, bands, wanted) -> list:
         if a in roles and b in roles:
             found.append((name, [roles[a], roles[b]]))
     return found
+
+
+def pick_statistics(run) -> None:
+    """Normalise with the whole raster's band statistics (recorded by Export) unless normalise=chips."""
+    data = run.data
+    if run.options.arg("normalise") == "raster" and data.raster_stats is not None:
+        data.band_stats = data.raster_stats
+        run.progress.log("Inputs normalised with the band statistics of the whole source raster.")
+    else:
+        run.progress.log("Inputs normalised with the band statistics of the exported chips"
+                         + ("." if run.options.arg("normalise") == "chips" else
+                            " (the chips folder records none of the whole raster: export it again to have them)."))

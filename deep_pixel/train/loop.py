@@ -35,7 +35,8 @@ from .budget import Budget
 from .checkpoint import Checkpoints
 from .epoch import evaluate_epoch, train_epoch
 from .health import Health
-from .indices import INDICES, spectral_indices
+from .indices import INDICES, pick_statistics, spectral_indices
+from .stop import fit_to_time, maybe_unfreeze, should_stop, time_up
 from .lr_finder import find_learning_rate
 from .options import AUTO_VALIDATION_MIN_CHIPS, MIN_STEPS_PER_EPOCH, TrainOptions, network_parameters
 from .pretrained import freeze, load_matching, load_pretrained
@@ -181,7 +182,7 @@ def _prepare_network(run: _Run) -> None:
         return
     run.model_type, run.backbone = options.network()
     run.params, run.why = network_parameters(options, run.device.type == "cuda")
-    _pick_statistics(run)
+    pick_statistics(run)
     wanted = [name for name in INDICES if options.arg(name.lower())]
     run.indices = spectral_indices(data.band_names, data.bands, wanted)
     run.transform = InputTransform(data.band_stats["mean"], data.band_stats["std"], [p for _, p in run.indices])
@@ -189,18 +190,6 @@ def _prepare_network(run: _Run) -> None:
         progress.log(f"{name} added as an input channel (normalised difference of bands {data.bands[a]} and "
                      f"{data.bands[b]}, named {data.band_names[data.bands[a] - 1]!r} and "
                      f"{data.band_names[data.bands[b] - 1]!r}).")
-
-
-def _pick_statistics(run: _Run) -> None:
-    """Normalise with the whole raster's band statistics (recorded by Export) unless normalise=chips."""
-    data = run.data
-    if run.options.arg("normalise") == "raster" and data.raster_stats is not None:
-        data.band_stats = data.raster_stats
-        run.progress.log("Inputs normalised with the band statistics of the whole source raster.")
-    else:
-        run.progress.log("Inputs normalised with the band statistics of the exported chips"
-                         + ("." if run.options.arg("normalise") == "chips" else
-                            " (the chips folder records none of the whole raster: export it again to have them)."))
 
 
 def _prepare_split(run: _Run) -> None:
@@ -361,9 +350,9 @@ def _fit(run: _Run, checkpoints) -> None:
     options, progress = run.options, run.progress
     sound = None
     for epoch in range(run.start_epoch + 1, options.epoch_bound + 1):
-        if run.epochs and _time_up(run):
+        if run.epochs and time_up(run):
             break
-        _maybe_unfreeze(run, epoch)
+        maybe_unfreeze(run, epoch)
         losses, seconds = train_epoch(run, epoch)
         record = evaluate_epoch(run, epoch, losses, seconds)
         sound = run.health.sound(record)
@@ -372,22 +361,14 @@ def _fit(run: _Run, checkpoints) -> None:
                      f"accuracy {_pct(record['accuracy'])}, mIoU {_pct(record['miou'])}, learning rate "
                      f"{record['lr']:.2g}" + (" (best so far)" if best else ""))
         run.health.check_epoch(epoch, progress)
+        if epoch == run.start_epoch + 1:
+            fit_to_time(run)
         if best:
             _checkpoint(run, checkpoints, epoch)
-        if _should_stop(run, epoch):
+        if should_stop(run, epoch):
             break
     if sound is not None:                # a resumed run may have had no epoch left to train
         run.health.check_end(run.epochs, sound)
-
-
-def _maybe_unfreeze(run: _Run, epoch: int) -> None:
-    options = run.options
-    if run.frozen and options.arg("unfreeze_after") and epoch == options.arg("unfreeze_after") + 1:
-        run.frozen = False
-        freeze(run.model, False)
-        if run.dist.active:          # DistributedDataParallel tracks the parameters that train
-            run.stepper.model = distributed.wrap(run.model, run.dist, run.device)
-        run.progress.log(f"Epoch {epoch}: backbone unfrozen.")
 
 
 def _checkpoint(run: _Run, checkpoints, epoch: int) -> None:
@@ -399,38 +380,6 @@ def _checkpoint(run: _Run, checkpoints, epoch: int) -> None:
         "note": "best epoch so far of an unfinished training run"}), state)
     run.train_progress.report(run.budget.fraction(run.step), f"epoch {epoch}: checkpoint written")
     progress.check_cancelled()
-
-
-def _should_stop(run: _Run, epoch: int) -> bool:
-    """After an epoch: a plateau starts the final decay (or stops), the decay's end or TIME_LIMIT stops."""
-    options, progress, budget = run.options, run.progress, run.budget
-    if options.stop_when_not_improving and run.best.exhausted and not budget.annealing:
-        epochs = options.arg("anneal_epochs")
-        if epochs and budget.anneal(run.step, epochs * run.steps_per_epoch):
-            run.best.restart()
-            progress.log(f"Epoch {epoch}: {options.monitor} on a plateau for {run.best.patience} epochs; the learning "
-                         f"rate now decays to its end over {epochs} more epoch(s).")
-            return False
-        run.stopped_early = True
-        progress.log(f"Stopping: {options.monitor} did not improve for {run.best.patience} epochs.")
-        return True
-    if budget.annealing and budget.done(run.step):
-        run.stopped_early = True
-        progress.log(f"Stopping: the learning rate has decayed to its end after the plateau (epoch {epoch}).")
-        return True
-    if _time_up(run):
-        run.stopped_by_time = True
-        progress.log(f"Stopping: TIME_LIMIT of {options.time_limit:g} min reached after epoch {epoch}.")
-        return True
-    return False
-
-
-def _time_up(run: _Run) -> bool:
-    """TIME_LIMIT reached (under torchrun: on any process, so that all stop together)."""
-    out = run.budget.out_of_time()
-    if run.dist.active:
-        out = not distributed.all_agree(run.dist, not out, run.device)
-    return out
 
 
 def _log(run: _Run) -> dict:

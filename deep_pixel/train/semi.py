@@ -67,6 +67,7 @@ def consistency_loss(stepper, x, y):
     pseudo, confident = semi.targets(teacher, y)
     logits = stepper.forward(semi.strong(x))
     supervised = stepper.loss_fn(logits, y)
+    stepper.supervised = supervised
     if not semi.weight or not semi.pseudo_pixels:
         return supervised
     unlabelled = stepper.loss_fn(logits, torch.where(confident, pseudo, torch.full_like(y, IGNORE_INDEX)))

@@ -77,9 +77,11 @@ class Stepper:
         self.applied = False            # whether the last step updated the weights
         self.agree = agree              # distributed: flag -> whether it holds on every process
         self.semi = None                # semi.Consistency: also learn from the crops' unlabelled pixels
+        self.supervised = None          # with semi: the last batch's loss on its labelled pixels (what is reported)
 
     def objective(self, x, y):
         """The loss of one (micro-)batch: supervised, plus pseudo-labels once semi-supervision has weight."""
+        self.supervised = None
         if self.semi is not None and self.semi.weight > 0:
             from .semi import consistency_loss
             return consistency_loss(self, x, y)
@@ -122,14 +124,16 @@ class Stepper:
 
     def _step(self, make_batch, indices) -> float:
         self.optimizer.zero_grad(set_to_none=True)
-        total = 0.0
+        total, finite = 0.0, True
         chunks = [indices[i:i + self.micro] for i in range(0, len(indices), self.micro)]
         for chunk in chunks:
             x, y = make_batch(chunk)
             loss = self.objective(self.to_device(x), self.to_device(y))
             self.scaler.scale(loss * (len(chunk) / len(indices))).backward()
-            total += float(loss.detach()) * len(chunk) / len(indices)
-        finite = math.isfinite(total)
+            shown = self.supervised if self.supervised is not None else loss      # the labelled pixels' loss
+            total += float(shown.detach()) * len(chunk) / len(indices)
+            finite = finite and math.isfinite(float(loss.detach()))
+        finite = finite and math.isfinite(total)
         if self.agree is not None:      # every process steps, or none (their gradients were averaged)
             finite = self.agree(finite)
         self.applied = self._update(finite)

@@ -172,3 +172,17 @@ def test_a_killed_rank_and_a_killed_job_resume_from_the_checkpoint(chips, scene,
     assert log["resumed_from_epoch"] == epoch and [e["epoch"] for e in log["epochs"]] == list(range(1, 7))
     assert not os.path.exists(ckpt)
     check_classifies(scene, load_package(out).emd_path, str(tmp_path / "classified.tif"))
+
+
+def test_time_limit_under_torchrun_fits_the_decay_to_the_first_epochs_pace(chips, tmp_path):
+    """Issue 16: MAX_EPOCHS empty + TIME_LIMIT: every rank stops together, the rate decayed by the limit."""
+    out, rank_log = str(tmp_path / "model"), str(tmp_path / "ranks")
+    args = command(chips, out, 1)
+    i = args.index("--max-epochs")
+    args[i:i + 2] = ["--time-limit", "0.3"]
+    proc = subprocess.run(args, cwd=ROOT, env=environment(rank_log), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    said = messages(proc.stdout)
+    assert any(m.startswith("TIME_LIMIT 0.3 min at the first epoch's pace: about") for m in said), said
+    log = json.load(open(os.path.join(out, "training_log.json")))
+    assert log["stopped_by_time_limit"] or log["epochs"][-1]["lr"] < 0.001 * 0.1
