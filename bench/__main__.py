@@ -8,7 +8,8 @@ import os
 import sys
 
 
-# Run by ``make bench-quality`` (``python -m bench quality fewlabel``) only: the few-label loop takes ~15 min.
+# Run by ``make bench-quality`` (``python -m bench quality fewlabel``) only: the few-label loop takes ~8.5 min,
+# the three-scene quality bench ~30 min.
 QUALITY_ONLY = ("bench_fewlabel",)
 
 
