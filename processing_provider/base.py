@@ -64,6 +64,25 @@ class DeepPixelAlgorithm(QgsProcessingAlgorithm):
     DISPLAY = ""
     HELP = ""
 
+    def prepareAlgorithm(self, parameters, context, feedback):  # noqa: N802
+        """In the main thread (a background task runs processAlgorithm in its own): the raster inputs' files,
+        so that processAlgorithm never touches the project's layers from the task's thread (that crashed QGIS
+        while the dock's Review tab classified in the background)."""
+        self._raster_files = {}
+        for definition in self.parameterDefinitions():
+            name = definition.name()
+            if definition.type() == "raster" and parameters.get(name) not in (None, ""):
+                layer = self.parameterAsRasterLayer(parameters, name, context)
+                if layer is not None and layer.providerType() == "gdal":
+                    self._raster_files[name] = layer.source().split("|")[0]
+        return True
+
+    def raster_file(self, parameters, name, context) -> str:
+        """The file of raster parameter ``name``: found in the main thread by prepareAlgorithm, or now."""
+        from .layers import raster_path
+        found = getattr(self, "_raster_files", {}).get(name)
+        return found or raster_path(self.parameterAsRasterLayer(parameters, name, context), name)
+
     def name(self):
         return self.NAME
 

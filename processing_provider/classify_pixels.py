@@ -18,7 +18,6 @@ from ..deep_pixel.classify.options import ClassifyOptions
 from ..deep_pixel.core.tiles import AUTO_PADDING, MAX_AUTO_TILE, MIN_AUTO_TILE
 from .base import DeepPixelAlgorithm
 from .engine_runner import run_engine_options
-from .layers import raster_path
 from .param_builder import add_declared, read_declared
 
 HELP = f"""Classifies every pixel of a raster with a model trained by Train Model (its .emd or .dlpk). The output is a GeoTIFF of class values (0 = nodata) with the model's colours and class names; in QGIS it is added with a paletted renderer, and a .qml style is written beside it.
@@ -61,8 +60,7 @@ class ClassifyPixelsAlgorithm(DeepPixelAlgorithm):
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
         folder = _input_folder(parameters.get("INPUT_RASTER"))
-        raster = folder or raster_path(self.parameterAsRasterLayer(parameters, "INPUT_RASTER", context),
-                                       "INPUT_RASTER")
+        raster = folder or self.raster_file(parameters, "INPUT_RASTER", context)
         model = self.parameterAsFile(parameters, "MODEL_DEFINITION", context)
         if not model:
             raise QgsProcessingException("MODEL_DEFINITION: give the .emd or .dlpk written by Train Model.")

@@ -14,7 +14,7 @@ from ..deep_pixel.export.run import ExportOptions
 from ..qgis_compat import source_type
 from .base import DeepPixelAlgorithm
 from .engine_runner import LIGHT, run_engine_options
-from .layers import raster_path, vector_file
+from .layers import vector_file
 from .param_builder import add_declared, read_declared
 
 HELP = """Cuts a raster and labelled training polygons into image chips and label chips for training.
@@ -49,7 +49,7 @@ class ExportTrainingDataAlgorithm(DeepPixelAlgorithm):
         self.addOutput(QgsProcessingOutputNumber("NUM_CHIPS", "Number of chips"))
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
-        raster = raster_path(self.parameterAsRasterLayer(parameters, "INPUT_RASTER", context), "INPUT_RASTER")
+        raster = self.raster_file(parameters, "INPUT_RASTER", context)
         samples, samples_layer = vector_file(self, parameters, "INPUT_SAMPLES", context, feedback)
         inputs = {"input_raster": raster, "input_samples": samples,
                   "output_folder": self.parameterAsString(parameters, "OUTPUT_FOLDER", context),

@@ -20,7 +20,7 @@ from ..deep_pixel.suggest.output import check_suggest_destinations
 from ..qgis_compat import fast_insert, field_type, source_type
 from .base import DeepPixelAlgorithm, engine_errors
 from .engine_runner import LIGHT, run_engine_options
-from .layers import raster_path, vector_file
+from .layers import vector_file
 from .param_builder import add_declared, read_declared
 
 HELP = """Suggests where to label next: the windows of the raster where the model is most unsure, as square polygons to draw samples in, then retrain (Train Model with PRETRAINED_MODEL).
@@ -53,12 +53,11 @@ class SuggestSamplesAlgorithm(DeepPixelAlgorithm):
         self.addOutput(QgsProcessingOutputNumber("SUGGESTIONS", "Windows suggested"))
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
-        raster = raster_path(self.parameterAsRasterLayer(parameters, "INPUT_RASTER", context), "INPUT_RASTER")
+        raster = self.raster_file(parameters, "INPUT_RASTER", context)
         model = self.parameterAsFile(parameters, "MODEL_DEFINITION", context) or None
         uncertainty = None
         if parameters.get("INPUT_UNCERTAINTY") not in (None, ""):
-            uncertainty = raster_path(self.parameterAsRasterLayer(parameters, "INPUT_UNCERTAINTY", context),
-                                      "INPUT_UNCERTAINTY")
+            uncertainty = self.raster_file(parameters, "INPUT_UNCERTAINTY", context)
         if bool(model) == bool(uncertainty):
             raise QgsProcessingException("Give MODEL_DEFINITION (the model to ask) or INPUT_UNCERTAINTY (an "
                                          "uncertainty raster written by Classify Pixels), one of the two.")
