@@ -39,3 +39,16 @@ def gdal_burn(raster_path, vector_path):
     vec = ogr.Open(vector_path)
     gdal.RasterizeLayer(mem, [1], vec.GetLayer(0), options=["ATTRIBUTE=cls"])
     return mem.ReadAsArray()
+
+
+def scene_chips(scene, folder, stride=32, size=64):
+    """Export Training Data of the synthetic test scene (its samples, its schema) into ``folder``."""
+    from deep_pixel.export.run import ExportOptions, export_training_data
+    from deep_pixel.export.samples import Samples
+    from deep_pixel.io.vector import read_vector
+    vec = read_vector(scene.samples)
+    export_training_data(scene.image, Samples(vec.geometries, [int(v) for v in vec.attributes["Classvalue"]],
+                                              vec.crs_wkt), str(folder),
+                         ExportOptions(tile_size_x=size, tile_size_y=size, stride_x=stride, stride_y=stride),
+                         schema=scene.schema)
+    return str(folder)

@@ -18,11 +18,9 @@ import rasterio
 
 from deep_pixel.classify.options import ClassifyOptions
 from deep_pixel.classify.run import classify
-from deep_pixel.export.run import ExportOptions, export_training_data
-from deep_pixel.export.samples import Samples
-from deep_pixel.io.vector import read_vector
 from deep_pixel.model.package import load_package
 from deep_pixel.train.checkpoint import checkpoint_path
+from gis_files import scene_chips
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
@@ -30,12 +28,7 @@ TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--np
 
 @pytest.fixture(scope="module")
 def chips(scene, tmp_path_factory):
-    vec = read_vector(scene.samples)
-    out = str(tmp_path_factory.mktemp("dist") / "chips")
-    export_training_data(scene.image, Samples(vec.geometries, [int(v) for v in vec.attributes["Classvalue"]],
-                                              vec.crs_wkt), out,
-                         ExportOptions(tile_size_x=64, tile_size_y=64, stride_x=32, stride_y=32), schema=scene.schema)
-    return out
+    return scene_chips(scene, tmp_path_factory.mktemp("dist") / "chips", stride=32)
 
 
 def command(chips, out, epochs, restarts=0):

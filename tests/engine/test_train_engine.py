@@ -10,15 +10,13 @@ import torch
 from deep_pixel.chips.reader import read_chip_folders
 from deep_pixel.core.errors import Cancelled, DeepPixelError
 from deep_pixel.core.progress import RecordingProgress
-from deep_pixel.export.run import ExportOptions, export_training_data
-from deep_pixel.export.samples import Samples
-from deep_pixel.io.vector import read_vector
 from deep_pixel.model.package import load_package
 from deep_pixel.model.registry import build_model
 from deep_pixel.train.augment import IGNORE_INDEX, BatchMaker, label_lut
 from deep_pixel.train.loop import train_model
 from deep_pixel.train.options import LIGHT_DECODER, TrainOptions, parse_model_arguments
 from deep_pixel.train.step import SegmentationLoss, Stepper
+from gis_files import scene_chips
 
 TINY = {"chip_size": 32, "steps_per_epoch": 4}
 
@@ -33,12 +31,7 @@ def tiny(**kw):
 
 @pytest.fixture(scope="module")
 def chips(scene, tmp_path_factory):
-    vec = read_vector(scene.samples)
-    out = str(tmp_path_factory.mktemp("train") / "chips")
-    export_training_data(scene.image, Samples(vec.geometries, [int(v) for v in vec.attributes["Classvalue"]],
-                                              vec.crs_wkt), out,
-                         ExportOptions(tile_size_x=64, tile_size_y=64, stride_x=32, stride_y=32), schema=scene.schema)
-    return out
+    return scene_chips(scene, tmp_path_factory.mktemp("train") / "chips")
 
 
 @pytest.fixture(scope="module")

@@ -9,9 +9,6 @@ import pytest
 import torch
 
 from deep_pixel.core.progress import RecordingProgress
-from deep_pixel.export.run import ExportOptions, export_training_data
-from deep_pixel.export.samples import Samples
-from deep_pixel.io.vector import read_vector
 from deep_pixel.train.augment import IGNORE_INDEX
 from deep_pixel.train.best import BestEpoch
 from deep_pixel.train.budget import FLOOR, Budget
@@ -19,6 +16,7 @@ from deep_pixel.train.indices import band_role, spectral_indices
 from deep_pixel.train.loop import train_model
 from deep_pixel.train.options import TrainOptions
 from deep_pixel.train.semi import Consistency
+from gis_files import scene_chips
 
 
 def options(**kw):
@@ -30,12 +28,7 @@ def options(**kw):
 
 @pytest.fixture(scope="module")
 def chips(scene, tmp_path_factory):
-    vec = read_vector(scene.samples)
-    out = str(tmp_path_factory.mktemp("schedule") / "chips")
-    export_training_data(scene.image, Samples(vec.geometries, [int(v) for v in vec.attributes["Classvalue"]],
-                                              vec.crs_wkt), out,
-                         ExportOptions(tile_size_x=64, tile_size_y=64, stride_x=64, stride_y=64), schema=scene.schema)
-    return out
+    return scene_chips(scene, tmp_path_factory.mktemp("schedule") / "chips", stride=64)
 
 
 def test_budget_warms_up_decays_to_the_floor_and_anneals():
