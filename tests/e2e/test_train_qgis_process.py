@@ -3,8 +3,10 @@ import json
 import os
 
 from conftest import run_qgis_process
+from processing_help import assert_help_matches_declarations
 
 from deep_pixel.model.package import load_package
+from deep_pixel.train.options import TrainOptions
 
 
 def _results(proc):
@@ -12,20 +14,12 @@ def _results(proc):
 
 
 def test_qgis_process_help_shows_train_parameters():
-    """qgis_process's own description of the algorithm (--json): every parameter with the engine's default."""
-    from deep_pixel.core.params import declared, processing_name
-    from deep_pixel.train.options import TrainOptions
-    help_json = json.loads(run_qgis_process("help", "deeppixel:trainmodel", "--json").stdout)
-    parameters = help_json["parameters"]
-    assert {"INPUT_TRAINING_DATA", "ADDITIONAL_TRAINING_DATA", "OUTPUT_MODEL", "MAX_EPOCHS", "MODEL_TYPE",
-            "BACKBONE", "BATCH_SIZE", "LEARNING_RATE", "VALIDATION_PERCENT", "STOP_WHEN_NOT_IMPROVING", "MONITOR",
-            "FREEZE_BACKBONE", "PRETRAINED_MODEL", "AUGMENTATION", "MODEL_ARGUMENTS", "SEED", "DEVICE"} <= set(parameters)
-    defaults = TrainOptions()
-    for f, spec in declared(TrainOptions):
-        if spec.kind in ("int", "float", "bool", "str", "enum"):
-            assert parameters[processing_name(f)]["default_value"] == getattr(defaults, f.name), f.name
+    """qgis_process's description (--json): every parameter with the engine's declared label and default."""
+    described = assert_help_matches_declarations(
+        "deeppixel:trainmodel", TrainOptions, own=("INPUT_TRAINING_DATA", "ADDITIONAL_TRAINING_DATA", "OUTPUT_MODEL"),
+        outputs=("MODEL_DEFINITION", "OUTPUT_MODEL", "BEST_EPOCH", "MIOU", "ACCURACY"))
+    parameters = described["parameters"]
     assert "SEGFORMER" in json.dumps(parameters["MODEL_TYPE"]) and "resnet34" in json.dumps(parameters["BACKBONE"])
-    assert "MODEL_DEFINITION" in help_json["outputs"]
 
 
 def test_export_then_train_on_landsat(landsat, tmp_path):
