@@ -7,6 +7,7 @@ import traceback
 
 from qgis.core import Qgis, QgsMessageLog, QgsProcessingAlgorithm, QgsProcessingException
 
+from ..deep_pixel.cli.signals import sigterm_cancels
 from ..deep_pixel.core.errors import DeepPixelError
 from ..deep_pixel.core.progress import Progress
 
@@ -44,9 +45,11 @@ class FeedbackProgress(Progress):
 
 @contextlib.contextmanager
 def engine_errors():
-    """Turn engine errors into Processing errors with the same message."""
+    """Turn engine errors into Processing errors with the same message. Run in the main thread (qgis_process),
+    SIGTERM acts like cancel meanwhile (deep_pixel/cli/signals.py); the previous handler comes back after."""
     try:
-        yield
+        with sigterm_cancels():
+            yield
     except DeepPixelError as e:
         raise QgsProcessingException(str(e)) from e
     except QgsProcessingException:

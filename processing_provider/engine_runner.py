@@ -20,10 +20,12 @@ import queue
 import subprocess  # nosec B404
 import tempfile
 import threading
+import time
 
 from qgis.core import QgsProcessingException, QgsSettings
 
 from ..deep_pixel.core.diagnostics import HEAVY, missing, missing_message
+from ..deep_pixel.core.errors import Cancelled
 from .base import FeedbackProgress, engine_errors
 
 PLUGIN_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -74,7 +76,8 @@ def run_engine_options(command: str, inputs: dict, options, feedback, needs=HEAV
         try:
             argv = [a for flag, value in inputs.items() if value is not None
                     for a in (f"--{flag.replace('_', '-')}", *(value if isinstance(value, list) else [value]))]
-            return _run_external(python, command, argv + ["--options-json", f.name], feedback)
+            with engine_errors():        # SIGTERM here stops the engine as cancel does (see _run_external)
+                return _run_external(python, command, argv + ["--options-json", f.name], feedback)
         finally:
             os.remove(f.name)
     absent = missing(list(needs))
@@ -106,6 +109,26 @@ def _stop(proc) -> None:
     proc.stdout.close()
 
 
+def _take(line: str, progress, got: dict) -> None:
+    """One line of the engine's JSON-lines output onto Processing's feedback, or into ``got``."""
+    try:
+        msg = json.loads(line)
+    except ValueError:
+        progress.log(line.rstrip())
+        return
+    kind = msg.get("type")
+    if kind == "progress":
+        progress.report(msg.get("fraction", 0.0), msg.get("message"))
+    elif kind == "log":
+        progress.log(msg.get("message", ""))
+    elif kind == "warning":
+        progress.warn(msg.get("message", ""))
+    elif kind == "result":
+        got["result"] = msg.get("result")
+    elif kind in ("error", "cancelled"):
+        got["failure"] = msg.get("message")
+
+
 def _run_external(python: str, command: str, argv: list, feedback) -> dict:
     if not os.path.exists(python):
         raise QgsProcessingException(f"The external engine Python {python!r} (set by {ENV_KEY} or the "
@@ -122,33 +145,27 @@ def _run_external(python: str, command: str, argv: list, feedback) -> dict:
         lines: queue.Queue = queue.Queue()
         threading.Thread(target=_reader, args=(proc.stdout, lines), daemon=True).start()
         progress = FeedbackProgress(feedback)
-        result, failure = None, None
+        got = {"result": None, "failure": None}
+        deadline = None
         while True:
-            if feedback is not None and feedback.isCanceled():
-                _stop(proc)
-                raise QgsProcessingException("Cancelled: the external engine was stopped; no output was written.")
             try:
+                if feedback is not None and feedback.isCanceled():
+                    raise QgsProcessingException("Cancelled: the external engine was stopped; no output was written.")
+                if deadline is not None and time.monotonic() > deadline:
+                    proc.kill()
                 line = lines.get(timeout=0.1)
+                if line is None:
+                    break
+                _take(line, progress, got)
             except queue.Empty:
                 continue
-            if line is None:
-                break
-            try:
-                msg = json.loads(line)
-            except ValueError:
-                progress.log(line.rstrip())
-                continue
-            kind = msg.get("type")
-            if kind == "progress":
-                progress.report(msg.get("fraction", 0.0), msg.get("message"))
-            elif kind == "log":
-                progress.log(msg.get("message", ""))
-            elif kind == "warning":
-                progress.warn(msg.get("message", ""))
-            elif kind == "result":
-                result = msg.get("result")
-            elif kind in ("error", "cancelled"):
-                failure = msg.get("message")
+            except Cancelled:     # SIGTERM to QGIS (base.engine_errors): the engine stops as on cancel and says so
+                proc.terminate()
+                deadline = time.monotonic() + STOP_GRACE_S
+            except BaseException:     # cancel, or anything else: the engine is stopped, never left running
+                _stop(proc)
+                raise
+        result, failure = got["result"], got["failure"]
         rc = proc.wait()
         proc.stdout.close()
         if failure:

@@ -9,12 +9,12 @@ import argparse
 import importlib
 import json
 import os
-import signal
 import sys
 
 from .. import __version__
-from ..core.errors import Cancelled, DeepPixelError, Terminated
+from ..core.errors import Cancelled, DeepPixelError
 from ..core.progress import ConsoleProgress, JsonLinesProgress
+from .signals import sigterm_cancels
 
 COMMANDS = ("export", "train", "classify", "evaluate", "suggest", "diagnose")
 
@@ -42,9 +42,9 @@ def main(argv=None) -> int:
         parser.print_help()
         return 2
     progress = JsonLinesProgress() if args.progress == "json" else ConsoleProgress()
-    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
-        result = args._module.run(args, progress)
+        with sigterm_cancels():         # SIGTERM acts like cancel (cli/signals.py)
+            result = args._module.run(args, progress)
     except Cancelled as e:
         _fail(args, "cancelled", str(e))
         return 3
@@ -60,20 +60,11 @@ def main(argv=None) -> int:
         _fail(args, "error", f"Unexpected error ({type(e).__name__}: {e}). This is a bug in Deep Pixel: please "
                              "report it with the command; DEEP_PIXEL_DEBUG=1 shows the traceback.")
         return 1
-    finally:
-        signal.signal(signal.SIGTERM, previous)
     if args.progress == "json":
         print(json.dumps({"type": "result", "result": result}, default=str))
     else:
         print(json.dumps(result, indent=2, default=str))
     return 0
-
-
-def _terminate(signum, frame):
-    """SIGTERM acts like cancel: the exception unwinds through the staging code, which removes partial
-    outputs. Further signals are ignored so that the clean-up itself is not interrupted."""
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    raise Terminated()
 
 
 def _fail(args, kind, message):

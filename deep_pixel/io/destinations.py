@@ -26,9 +26,14 @@ KINDS = ("raster", "vector", "model", "folder", "report", "file")
 
 @dataclass(frozen=True)
 class Place:
-    role: str          # OUTPUT_RASTER, INPUT_CLASSIFIED, ...
+    role: str          # OUTPUT_RASTER, INPUT_CLASSIFIED, ...: the parameter to change
     path: str
     kind: str = "file"
+    name: str = ""     # how messages call it when it is not the parameter's own path (default: the role)
+
+    @property
+    def called(self) -> str:
+        return self.name or self.role
 
     @classmethod
     def infer(cls, role: str, path: str | None, folders: bool = True) -> "Place":
@@ -86,15 +91,15 @@ def _clash(out: Place, other: Place, what: str) -> str | None:
     if shared:
         same = same_file_key(out.path) == same_file_key(other.path)
         detail = "" if same else f" (both would use {out_keys[shared[0]]})"
-        return f"{out.role} {out.path} would overwrite the {what} {other.role} {other.path}{detail}. {fix}"
+        return f"{out.called} {out.path} would overwrite the {what} {other.called} {other.path}{detail}. {fix}"
     if out.kind == "folder":
         inside = [p for k, p in other_keys.items() if _within(k, same_file_key(out.path))]
         if inside:
-            return f"{out.role} {out.path} contains the {what} {other.role} {inside[0]}. {fix}"
+            return f"{out.called} {out.path} contains the {what} {other.called} {inside[0]}. {fix}"
     if other.kind == "folder":
         inside = [p for k, p in out_keys.items() if _within(k, same_file_key(other.path))]
         if inside:
-            return (f"{out.role} {out.path} lies inside the {what} folder {other.role} {other.path}: it would "
+            return (f"{out.called} {out.path} lies inside the {what} folder {other.called} {other.path}: it would "
                     f"change that folder. {fix}")
     return None
 
@@ -105,6 +110,14 @@ def check_destinations(inputs: list, outputs: list) -> None:
     Also refuses a file output that is an existing folder, and an output folder that cannot be made.
     ``inputs`` and ``outputs`` are Places; empty paths are skipped.
     """
+    check_clashes(inputs, outputs)
+    for out in outputs:
+        check_writable(out)
+
+
+def check_clashes(inputs: list, outputs: list) -> None:
+    """The first half of check_destinations: no output may be (or hold, or lie inside) an input or an
+    earlier output."""
     inputs = [p for p in inputs if p.path]
     outputs = [p for p in outputs if p.path]
     for i, out in enumerate(outputs):
@@ -113,25 +126,27 @@ def check_destinations(inputs: list, outputs: list) -> None:
         problem = next((p for p in problems if p), None)
         if problem:
             raise DeepPixelError(problem)
-    for out in outputs:
-        _check_writable(out)
 
 
-def _check_writable(out: Place) -> None:
+def check_writable(out: Place) -> None:
+    """The second half: a file output is not a folder (nor a folder output a file), and it can be written."""
+    if not out.path:
+        return
     path = os.path.abspath(os.path.expanduser(out.path))
     if out.kind != "folder" and os.path.isdir(path):
-        raise DeepPixelError(f"{out.role} {out.path} is a folder; give a file name inside it, e.g. "
+        raise DeepPixelError(f"{out.called} {out.path} is a folder; give a file name inside it, e.g. "
                              f"{os.path.join(out.path, 'output' + _extension(out))}.")
     if out.kind == "folder" and os.path.exists(path) and not os.path.isdir(path):
-        raise DeepPixelError(f"{out.role} {out.path} exists and is a file; choose a folder path.")
+        raise DeepPixelError(f"{out.called} {out.path} exists and is a file; give {out.role} the path "
+                             "of a new or empty folder.")
     parent = os.path.dirname(path)
     existing = parent
     while existing and not os.path.exists(existing):
         existing = os.path.dirname(existing) if os.path.dirname(existing) != existing else ""
     if existing and not os.path.isdir(existing):
-        raise DeepPixelError(f"{out.role} {out.path} cannot be written: {existing} is a file, not a folder.")
+        raise DeepPixelError(f"{out.called} {out.path} cannot be written: {existing} is a file, not a folder.")
     if existing and not os.access(existing, os.W_OK | os.X_OK):
-        raise DeepPixelError(f"{out.role} {out.path} cannot be written: no permission to write in {existing}. "
+        raise DeepPixelError(f"{out.called} {out.path} cannot be written: no permission to write in {existing}. "
                              "Choose a folder you can write to.")
 
 

@@ -20,6 +20,8 @@ import shutil
 import tempfile
 
 from ..core.errors import DeepPixelError
+from ..io.destinations import Place, check_clashes, check_writable
+from ..io.staging import check_output_folder
 from . import resume
 
 SUFFIX = ".checkpoint"
@@ -30,32 +32,44 @@ def checkpoint_path(output_folder: str) -> str:
     return os.path.normpath(os.path.abspath(output_folder)) + SUFFIX
 
 
-class Checkpoints:
-    """Writes, replaces and removes the checkpoint folder of one training run."""
+def check_train_destinations(folders, output_folder: str, pretrained_model: str | None, name: str) -> None:
+    """Before any work: neither the model folder nor its checkpoint folder (which training replaces and
+    removes) may be, hold or lie inside an input (the chips folders, PRETRAINED_MODEL) in any spelling;
+    both must be writable, and the model folder new or empty."""
+    ckpt = checkpoint_path(output_folder)
+    model = Place("OUTPUT_MODEL", output_folder, "folder")
+    check_clashes([Place("INPUT_TRAINING_DATA", f, "folder") for f in folders]
+                  + [Place("PRETRAINED_MODEL", pretrained_model or "", "model")],
+                  [model, Place("OUTPUT_MODEL", ckpt, "folder",
+                                name="OUTPUT_MODEL's checkpoint folder (replaced as training runs)")])
+    _check_foreign(ckpt, name)
+    check_writable(model)            # the checkpoint folder lies beside it
+    check_output_folder(output_folder)
 
-    def __init__(self, output_folder: str, name: str, inputs=(), progress=None, active: bool = True):
+
+def _check_foreign(path: str, name: str) -> None:
+    """``<output>.checkpoint`` may only be absent, empty, or a checkpoint of this model (to resume from)."""
+    if not os.path.lexists(path):
+        return
+    ours = os.path.isdir(path) and not os.path.islink(path) and (
+        not os.listdir(path) or os.path.isfile(os.path.join(path, name + ".emd")))
+    if not ours:
+        raise DeepPixelError(f"{path} exists and is not a checkpoint of the model {name!r}; "
+                             "training keeps its checkpoints there. Move or delete it, or choose another "
+                             "output folder.")
+
+
+class Checkpoints:
+    """Writes, replaces and removes the checkpoint folder of one training run (check_train_destinations
+    has checked its place)."""
+
+    def __init__(self, output_folder: str, name: str, progress=None, active: bool = True):
         self.path = checkpoint_path(output_folder)
         self.name = name
         self.progress = progress
         self.active = active                 # False: another process (rank 0) writes the checkpoints
         self.epoch: int | None = None        # epoch of the checkpoint this run wrote
         self.adopted: int | None = None      # epoch of the earlier run's checkpoint this run resumed from
-        self._check(inputs)
-
-    def _check(self, inputs) -> None:
-        real = os.path.realpath(self.path)
-        for p in inputs:
-            if p and os.path.realpath(p) in (real, *(os.path.join(real, d) for d in ("images", "labels"))):
-                raise DeepPixelError(f"The checkpoint folder {self.path} (the output folder name + '{SUFFIX}') "
-                                     "is an input; choose another output folder name.")
-        if not os.path.lexists(self.path):
-            return
-        ours = os.path.isdir(self.path) and not os.path.islink(self.path) and (
-            not os.listdir(self.path) or os.path.isfile(os.path.join(self.path, self.name + ".emd")))
-        if not ours:
-            raise DeepPixelError(f"{self.path} exists and is not a checkpoint of the model {self.name!r}; "
-                                 "training keeps its checkpoints there. Move or delete it, or choose another "
-                                 "output folder.")
 
     def take_over(self, fingerprint: str) -> dict | None:
         """The resume state of an earlier run's checkpoint made with the same chips and options (this

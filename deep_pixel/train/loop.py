@@ -26,13 +26,13 @@ from ..core.device import select_device
 from ..core.errors import Cancelled, DeepPixelError, Terminated
 from ..core.inputs import InputTransform
 from ..core.progress import Progress, check
-from ..io.staging import check_output_folder, staged_folder
+from ..io.staging import staged_folder
 from ..model.registry import build_model
 from . import distributed, resume
 from .augment import BatchMaker, augmentation_set, label_lut
 from .best import BestEpoch
 from .budget import Budget
-from .checkpoint import Checkpoints
+from .checkpoint import Checkpoints, check_train_destinations
 from .epoch import evaluate_epoch, train_epoch
 from .health import Health
 from .indices import INDICES, pick_statistics, spectral_indices
@@ -63,7 +63,7 @@ class TrainResult:
     model: object = None         # the trained network (best epoch, eval mode, on its device)
 
 
-def train_model(folders, output_folder: str, options: TrainOptions | None = None,
+def train_model(folders: str | list[str], output_folder: str, options: TrainOptions | None = None,
                 progress: Progress | None = None) -> TrainResult:
     """Train on one or several chips folders and write the model folder ``output_folder``.
 
@@ -77,8 +77,8 @@ def train_model(folders, output_folder: str, options: TrainOptions | None = None
     folders = [folders] if isinstance(folders, str) else list(folders)
     main = distributed.launched_rank() == 0
     progress = progress if main else Progress()
-    check_output_folder(output_folder, inputs=folders)
-    checkpoints = Checkpoints(output_folder, model_name(output_folder), folders, progress, active=main)
+    check_train_destinations(folders, output_folder, options.pretrained_model, model_name(output_folder))
+    checkpoints = Checkpoints(output_folder, model_name(output_folder), progress, active=main)
     run = _Run(options, progress, model_name(output_folder))
     try:
         result = _train(run, folders, output_folder, checkpoints)

@@ -16,6 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from rasterio.transform import from_origin
 
+from conftest import snapshot
+
 from deep_pixel.chips.reader import read_chip_folders
 from deep_pixel.core.errors import Cancelled, DeepPixelError
 from deep_pixel.core.inputs import InputTransform
@@ -226,14 +228,54 @@ def test_output_not_empty_equal_to_input_or_blocked_checkpoint(tmp_path):
     with pytest.raises(DeepPixelError, match="is not empty.*nothing is overwritten"):
         train_model(a, str(tmp_path / "full"), tiny())
     assert os.listdir(tmp_path / "full") == ["keep.txt"]
-    with pytest.raises(DeepPixelError, match="also an input"):
+    with pytest.raises(DeepPixelError, match="OUTPUT_MODEL .* would overwrite the input INPUT_TRAINING_DATA"):
         train_model(a, a, tiny())
-    with pytest.raises(DeepPixelError, match="contains the input"):
+    with pytest.raises(DeepPixelError, match="OUTPUT_MODEL .* contains the input INPUT_TRAINING_DATA"):
         train_model(a, str(tmp_path), tiny())
+    with pytest.raises(DeepPixelError, match="OUTPUT_MODEL .* lies inside the input folder INPUT_TRAINING_DATA"):
+        train_model(a, os.path.join(a, "model"), tiny())
     (tmp_path / "m.checkpoint").write_text("not a model")
     with pytest.raises(DeepPixelError, match="is not a checkpoint of the model 'm'.*Move or delete it"):
         train_model(a, str(tmp_path / "m"), tiny())
     assert (tmp_path / "m.checkpoint").read_text() == "not a model" and not (tmp_path / "m").exists()
+
+
+def test_pretrained_model_inside_the_checkpoint_folder_is_an_input(tmp_path):
+    """PRETRAINED_MODEL=<x>/m.checkpoint/m.emd with OUTPUT_MODEL=<x>/m: training would replace and then remove
+    that checkpoint folder, the user's input model (it did: the model was gone after the run)."""
+    a = write_chips(tmp_path / "a")
+    train_model(a, str(tmp_path / "src" / "m"), tiny(max_epochs=1, validation_percent=0))
+    os.rename(tmp_path / "src" / "m", tmp_path / "m.checkpoint")
+    before = snapshot(tmp_path)
+    for spelling in (tmp_path / "m.checkpoint" / "m.emd", tmp_path / "a" / ".." / "m.checkpoint" / "m.dlpk"):
+        with pytest.raises(DeepPixelError, match=r"OUTPUT_MODEL's checkpoint folder .*m\.checkpoint .*contains the "
+                                                 r"input PRETRAINED_MODEL .*choose another name for OUTPUT_MODEL"):
+            train_model(a, str(tmp_path / "m"), tiny(max_epochs=1, validation_percent=0, backbone=None,
+                                                     model_type=None, pretrained_model=str(spelling)))
+        assert snapshot(tmp_path) == before                   # the model intact, nothing new
+    link = tmp_path / "link"
+    os.symlink(tmp_path, link)                               # through a symbolic link: the same folder
+    with pytest.raises(DeepPixelError, match="contains the input PRETRAINED_MODEL"):
+        train_model(a, str(link / "m"), tiny(pretrained_model=str(tmp_path / "m.checkpoint" / "m.emd")))
+    with pytest.raises(DeepPixelError, match="OUTPUT_MODEL .* would overwrite the input PRETRAINED_MODEL"):
+        train_model(a, str(tmp_path / "w.pth"), tiny(pretrained_model=str(tmp_path / "w.pth")))
+
+
+def test_output_model_checks_use_the_shared_destination_rules(tmp_path, monkeypatch):
+    """Write permission is checked before any work (simulated: root writes anywhere), a file in the way
+    of the model folder is refused, and a chips folder inside the checkpoint folder is an input."""
+    import deep_pixel.io.destinations as destinations
+    a = write_chips(tmp_path / "a")
+    (tmp_path / "file").write_text("mine")
+    with pytest.raises(DeepPixelError, match="OUTPUT_MODEL .*file exists and is a file"):
+        train_model(a, str(tmp_path / "file"), tiny())
+    b = write_chips(tmp_path / "m.checkpoint" / "images")
+    with pytest.raises(DeepPixelError, match="OUTPUT_MODEL's checkpoint folder .* contains the input INPUT_TRAINING"):
+        train_model(b, str(tmp_path / "m"), tiny())
+    monkeypatch.setattr(destinations.os, "access", lambda path, mode: False)
+    with pytest.raises(DeepPixelError, match="OUTPUT_MODEL .* cannot be written: no permission to write in"):
+        train_model(a, str(tmp_path / "new" / "m"), tiny())
+    assert sorted(os.listdir(tmp_path)) == ["a", "file", "m.checkpoint"]
 
 
 def test_pretrained_model_of_another_network_or_band_count(tmp_path):
