@@ -14,7 +14,7 @@ MONITORS = ("valid_loss", "miou", "accuracy")
 AUGMENTATIONS = ("default", "none", "custom")
 DECODERS = ("auto", "light", "default")
 LR_SCALING = ("none", "linear", "sqrt")
-# SPEC section 9: on CPU this U-Net decoder ran ~6x more steps per minute than smp's default.
+# On CPU this U-Net decoder ran ~6x more steps per minute than smp's default (README, Train Model).
 LIGHT_DECODER = {"encoder_depth": 4, "decoder_channels": [64, 32, 16, 16]}
 LIGHT_ARCHITECTURES = ("UNET", "UNETPLUSPLUS", "MANET")
 
@@ -106,7 +106,8 @@ class TrainOptions:
         None, "Learning rate (empty: range test)", "empty or 0: found with a learning-rate range test", kind="float",
         minimum=0, optional=True)
     validation_percent: float | None = option(
-        None, "Validation chips (%; empty: 10, or none with fewer than 200 chips)",
+        None, f"Validation chips (%; empty: {AUTO_VALIDATION_PERCENT:g}, or none with fewer than "
+              f"{AUTO_VALIDATION_MIN_CHIPS} chips)",
         f"chips held out, spatially apart, for validation; empty: {AUTO_VALIDATION_PERCENT:g}, or 0 with fewer "
         f"than {AUTO_VALIDATION_MIN_CHIPS} chips", kind="float", minimum=0, maximum=99, optional=True)
     stop_when_not_improving: bool = option(True, "Stop when the model stops improving",

@@ -34,6 +34,34 @@ def _readme_section(title):
     return text[start:end]
 
 
+def _readme_defaults(section_text, name):
+    """The default shown for ``name`` in a README parameter list: the text of the first [bracket] after
+    each mention (``NAME`` [256] or ``A`` and ``B`` [256]), up to its first ';' or ':' (the rest explains)."""
+    names = r"`[A-Z_]+`"
+    found = re.finditer(rf"`{name}`(?:\s+and\s+{names})*\s*\[([^\]]*)\]", section_text)
+    return [re.split(r"[;:]", m.group(1))[0].strip() for m in found]
+
+
+def _same_default(text, default):
+    """README words for a default: 'empty' for none, yes/no for booleans, the number (a unit may follow)."""
+    if default in (None, "", {}):
+        return text == "empty"
+    if isinstance(default, bool):
+        return text == ("yes" if default else "no")
+    if isinstance(default, (int, float)):
+        first = re.split(r"[\s,=]", text)[0]
+        return re.fullmatch(r"-?[0-9.]+", first) is not None and float(first) == default
+    return text == str(default)
+
+
+def test_readme_default_parser():
+    text = "`A` [256], `B` and `C` [128; equal to the tile] `D` (optional) `E` [empty: automatic] `F` [5 minutes]"
+    assert _readme_defaults(text, "A") == ["256"] and _readme_defaults(text, "B") == ["128"]
+    assert _readme_defaults(text, "C") == ["128"] and _readme_defaults(text, "D") == []
+    assert _readme_defaults(text, "E") == ["empty"] and _same_default("5 minutes", 5.0)
+    assert not _same_default("yes", False) and not _same_default("12", 1) and _same_default("no", False)
+
+
 @pytest.mark.parametrize("algorithm, command, cls, section", DECLARED)
 def test_every_declared_parameter_is_in_processing_cli_and_readme(deeppixel_provider, algorithm, command, cls,
                                                                    section):
@@ -53,6 +81,9 @@ def test_every_declared_parameter_is_in_processing_cli_and_readme(deeppixel_prov
         assert f.name in cli and cli[f.name].default == default, name
         assert cli_flag(f, spec) in cli[f.name].option_strings, name
         assert re.search(rf"`{name}`", readme), f"{name} is missing from the README's {section} section"
+        shown = _readme_defaults(readme, name)
+        assert all(_same_default(text, default) for text in shown), (section, name, shown, default)
+        assert shown or default in (None, "", {}), f"the README's {section} section shows no default for {name}"
 
 
 def test_processing_names_are_the_stable_ones(deeppixel_provider):
