@@ -15,7 +15,9 @@ from qgis.core import (
 )
 
 from ..deep_pixel.classify.options import ClassifyOptions
+from ..deep_pixel.classify.names import CLASSIFIED, CONFIDENCE, UNCERTAINTY, folder_for_output
 from ..deep_pixel.core.tiles import AUTO_PADDING, MAX_AUTO_TILE, MIN_AUTO_TILE
+from ..deep_pixel.io.styles import style_path
 from .base import DeepPixelAlgorithm
 from .engine_runner import run_engine_options
 from .param_builder import add_declared, read_declared
@@ -29,7 +31,7 @@ HELP = f"""Classifies every pixel of a raster with a model trained by Train Mode
 <b>Mask polygons</b>: only pixels inside them are classified; the rest is nodata. Nodata input pixels stay nodata.
 <b>Confidence</b>: an optional raster of the winning class's probability (0-1).
 <b>Uncertainty</b>: an optional raster from 0 (sure) to 1 (unsure), styled with a colour ramp: the normalised entropy of the blended class probabilities, or with <b>uncertainty measure</b> margin 1 - (p1 - p2) of the two most likely classes. Suggest Samples reads it to propose where to label next.
-<b>A folder of images</b> (qgis_process or Python: INPUT_RASTER=&lt;folder&gt;) gives one &lt;image&gt;_classified.tif per image (and &lt;image&gt;_confidence.tif, &lt;image&gt;_uncertainty.tif when those outputs are asked for) in the folder named like OUTPUT_RASTER without its extension.
+<b>A folder of images</b> (qgis_process or Python: INPUT_RASTER=&lt;folder&gt;) gives one &lt;image&gt;{CLASSIFIED} per image (and &lt;image&gt;{CONFIDENCE}, &lt;image&gt;{UNCERTAINTY} when those outputs are asked for) in the folder named like OUTPUT_RASTER without its extension.
 The raster must have the model's bands in the model's order; a pixel size far from the model's is refused with the resampling command to use."""
 
 
@@ -67,33 +69,30 @@ class ClassifyPixelsAlgorithm(DeepPixelAlgorithm):
         output = self.parameterAsOutputLayer(parameters, "OUTPUT_RASTER", context)
         if not output.lower().endswith((".tif", ".tiff")):
             raise QgsProcessingException(f"OUTPUT_RASTER {output}: Classify Pixels writes GeoTIFF; use a .tif name.")
-        planned = output
-        if folder:
-            output = os.path.splitext(output)[0]          # the folder receiving <image>_classified.tif
         options = read_declared(self, ClassifyOptions, parameters, context, feedback)
-        confidence, uncertainty = options.output_confidence, options.output_uncertainty
         r = run_engine_options("classify", {"input_raster": raster, "model_definition": model,
-                                            "output_raster": output}, options, feedback)
+                                            "output_raster": folder_for_output(output) if folder else output},
+                               options, feedback)
         from .styling import ClassStylePostProcessor
         classes = r.get("classes") or []
         outputs = r.get("outputs") or []
-        if folder:
-            ClassStylePostProcessor.replace_output(context, planned, outputs, classes)
-            if confidence:       # one confidence raster beside each image's classes
-                ClassStylePostProcessor.replace_output(context, confidence, r.get("confidence_outputs") or [], None)
-                confidence = output
+        if folder:            # each image's rasters (the engine's names) are loaded instead of the planned ones
+            ClassStylePostProcessor.replace_output(context, output, outputs, classes)
+            if options.output_confidence:
+                ClassStylePostProcessor.replace_output(context, options.output_confidence,
+                                                       r.get("confidence_outputs") or [], None)
         elif classes:
             ClassStylePostProcessor.attach(context, output, classes,
                                            os.path.splitext(os.path.basename(output))[0])
-        if uncertainty:
-            uncertainty = _load_uncertainty(context, uncertainty, r.get("uncertainty_outputs") or [], output, folder)
-        results = {"OUTPUT_RASTER": output, "TILES": r["tiles"]}
+        if options.output_uncertainty:
+            _load_uncertainty(context, options.output_uncertainty, r.get("uncertainty_outputs") or [], folder)
+        results = {"OUTPUT_RASTER": r["output_raster"], "TILES": r["tiles"]}
         if folder:
             results["OUTPUT_RASTERS"] = outputs
-        if confidence:
-            results["OUTPUT_CONFIDENCE"] = confidence
-        if uncertainty:
-            results["OUTPUT_UNCERTAINTY"] = uncertainty
+        if r.get("output_confidence"):
+            results["OUTPUT_CONFIDENCE"] = r["output_confidence"]
+        if r.get("output_uncertainty"):
+            results["OUTPUT_UNCERTAINTY"] = r["output_uncertainty"]
         return results
 
 
@@ -107,7 +106,7 @@ class RampStylePostProcessor(QgsProcessingLayerPostProcessorInterface):
 
     def postProcessLayer(self, layer, context, feedback):  # noqa: N802
         if isinstance(layer, QgsRasterLayer):
-            qml = os.path.splitext(self.path)[0] + ".qml"
+            qml = style_path(self.path)
             if os.path.isfile(qml):
                 layer.loadNamedStyle(qml)
                 layer.triggerRepaint()
@@ -122,15 +121,13 @@ class RampStylePostProcessor(QgsProcessingLayerPostProcessorInterface):
         context.layerToLoadOnCompletionDetails(path).setPostProcessor(processor)
 
 
-def _load_uncertainty(context, planned, outputs, output, folder):
-    """Each uncertainty raster loaded with its colour ramp; a folder input loads one per image. Returns the
-    OUTPUT_UNCERTAINTY result (the output folder for a folder input)."""
+def _load_uncertainty(context, planned, outputs, folder) -> None:
+    """Each uncertainty raster loaded with its colour ramp; a folder input loads one per image."""
     from .styling import ClassStylePostProcessor
     if folder:
         ClassStylePostProcessor.replace_output(context, planned, outputs, None)
     for path in outputs if folder else [planned]:
         RampStylePostProcessor.attach(context, path)
-    return output if folder else planned
 
 
 def _input_folder(value):

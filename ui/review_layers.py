@@ -15,6 +15,8 @@ from qgis.core import (
 )
 from qgis.PyQt.QtGui import QColor
 
+from ..deep_pixel.io.styles import style_path
+
 SUGGESTION_COLOR = "#ff00d0"
 
 
@@ -37,7 +39,7 @@ def add_raster(path: str, name: str, above=None):
     layer = QgsRasterLayer(path, name)
     if not layer.isValid():
         raise ValueError(f"QGIS cannot open {path}")
-    qml = os.path.splitext(path)[0] + ".qml"
+    qml = style_path(path)
     if os.path.isfile(qml):
         layer.loadNamedStyle(qml)
     _insert(layer, above)

@@ -11,7 +11,7 @@ from ..core.errors import DeepPixelError
 from ..core.tiles import TileParams
 from ..io.raster import describe, footprint_bounds
 from .checks import bands_to_read, check_grid, excluded_classes
-from .pipeline import TileReader, run_tiles
+from .pipeline import run_tiles
 
 
 @dataclass
@@ -46,10 +46,7 @@ class Job:
 
     def run(self, ds, rows, outputs, progress, next_row=None):
         """Classify the strips starting at ``rows`` (a run of self.rows); outputs.write gets each strip."""
-        reader = TileReader(ds, self.bands, self.info, self.tile.tile, self.mask, self.transform)
-        return run_tiles(reader, self.info, self.tile.tile, rows, self.cols, self.num_classes, self.predictor,
-                         self.batch, outputs.write, self.excluded, outputs.per_pixel(), progress,
-                         next_row=next_row)
+        return run_tiles(self, ds, rows, outputs, progress, next_row=next_row)
 
     def log_plan(self, options, progress) -> None:
         info, tile, batch = self.info, self.tile, self.batch

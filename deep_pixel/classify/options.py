@@ -4,7 +4,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..core.device import DEVICES_HELP
-from ..core.errors import DeepPixelError
 from ..core.params import check_ranges, option
 from ..core.tiles import AUTO_PADDING, AUTO_PADDING_MULTIPLES, MAX_AUTO_TILE, MIN_AUTO_TILE
 from .runtime_choice import PRECISION_HELP, PRECISIONS, RUNTIME_HELP, RUNTIMES
@@ -13,6 +12,12 @@ UNCERTAINTY_MEASURES = ("entropy", "margin")
 BACKGROUND_NAMES = ("background", "unclassified", "other", "nodata", "no data")
 # The batch holds at most this many tile pixels on CPU (batching does not speed a CPU up; memory grows).
 CPU_BATCH_PIXELS = 1024 * 1024
+# Dask blocks (classify/shard.py) are whole strips, about BLOCK_ROWS output rows and at least
+# MIN_BLOCK_STRIPS strips: the halo (usually one strip per block) is recomputed, so fewer, larger
+# blocks waste less; a crash loses at most a block. The layout depends on the raster and the tiles
+# only (not on the number of workers), so a rerun with other workers still resumes.
+BLOCK_ROWS = 8192
+MIN_BLOCK_STRIPS = 12
 
 
 @dataclass
@@ -60,19 +65,15 @@ class ClassifyOptions:
         "machine (each loads the model once); rerunning after a crash does only the blocks not yet finished",
         minimum=0, maximum=256, advanced=True)
     block_strips: int = option(
-        0, "Strips of tiles per Dask block", "0: automatic (about 8192 rows, at least 12 strips: the halo strip "
-        "each block recomputes stays under 10%); smaller blocks spread a small raster over more workers",
+        0, "Strips of tiles per Dask block", f"0: automatic (about {BLOCK_ROWS} rows, at least {MIN_BLOCK_STRIPS} "
+        f"strips: the halo strip each block recomputes stays within 1/{MIN_BLOCK_STRIPS} of the work); smaller "
+        "blocks spread a small raster over more workers",
         minimum=0, advanced=True)
     grid_offset: tuple = (0, 0)             # (rows, cols): shifts the tile grid (tests, tiling checks); not a parameter
 
     def validate(self) -> None:
+        """Every value within its declared range and type (TILE_SIZE, PADDING, BATCH_SIZE minimums included)."""
         check_ranges(self)
-        if self.tile_size < 0:
-            raise DeepPixelError("TILE_SIZE must be 0 (the model's chip size) or a positive number of pixels.")
-        if self.padding is not None and self.padding < 0:
-            raise DeepPixelError("PADDING must be 0 or more pixels.")
-        if self.batch_size < 1:
-            raise DeepPixelError("BATCH_SIZE must be at least 1.")
 
 
 def cpu_batch(requested: int, tile: int) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from rasterio.windows import Window
@@ -16,6 +17,9 @@ from rasterio.windows import Window
 from ..io.raster import read_bands, valid_mask
 from .blend import RollingBlender, decide, uncertainty
 from .strip_io import BackgroundWriter, Prefetcher
+
+if TYPE_CHECKING:
+    from .job import Job
 
 
 @dataclass
@@ -35,22 +39,23 @@ def mirror(a, pad_rows, pad_cols):
 
 
 class TileReader:
-    """(r0, c0) -> TileData: one window read, masked, mirrored and standardised."""
+    """(r0, c0) -> TileData: one window of a Job's raster read, masked, mirrored and standardised."""
 
-    def __init__(self, ds, bands, info, tile, mask, transform):
-        self.ds, self.bands, self.info, self.tile, self.mask, self.transform = ds, bands, info, tile, mask, transform
+    def __init__(self, ds, job: Job):
+        self.ds, self.job = ds, job
 
     def __call__(self, key) -> TileData:
         r0, c0 = key
-        t, info = self.tile, self.info
+        job = self.job
+        t, info = job.tile.tile, job.info
         h, w = min(t, info.height - r0), min(t, info.width - c0)
         window = Window(c0, r0, w, h)
-        data = read_bands(self.ds, self.bands, window)
+        data = read_bands(self.ds, job.bands, window)
         valid = valid_mask(data, info.nodata)
-        keep = valid & self.mask(window) if self.mask is not None else valid
+        keep = valid & job.mask(window) if job.mask is not None else valid
         if not keep.any():
             return TileData(c0, None, keep)
-        x = self.transform.apply(mirror(data, t - h, t - w), mirror(valid, t - h, t - w))
+        x = job.transform.apply(mirror(data, t - h, t - w), mirror(valid, t - h, t - w))
         return TileData(c0, x, keep)
 
 
@@ -117,49 +122,59 @@ class _Progress:
         self.progress.report(self.done / self.total * 0.97, f"tile {self.done}/{self.total}, ETA {left:.0f} s")
 
 
-def run_tiles(reader, info, tile, rows, cols, classes, predictor, batch, write, excluded, per_pixel, progress,
-              next_row=None):
-    """Classify every tile of the strips starting at ``rows``; ``write(StripRows)`` receives each strip's
-    final rows, in order. ``per_pixel``: a PerPixel (or a bool: the confidence raster alone). ``next_row``:
-    where the strip after the last one starts (default: the raster's end), for a run over part of the strips.
+class _StripLoop:
+    """The state of one run over strips: the job, the blender, the tile counter and the progress."""
+
+    def __init__(self, job: Job, rows, progress):
+        info = job.info
+        self.job, self.progress = job, progress
+        self.blender = RollingBlender(info.height, info.width, job.num_classes, job.tile.tile)
+        self.counter = _Progress(len(rows) * len(job.cols), progress)
+
+    def blend(self, pending, out: StripRows) -> None:
+        """Predict the pending tiles that have pixels to classify; blend all of them in column order."""
+        if not pending:
+            return
+        self.progress.check_cancelled()
+        computed = [t for t in pending if t.x is not None]
+        probs = iter(self.job.predictor(np.stack([t.x for t in computed])) if computed else [])
+        for t in pending:
+            self.blender.move_to(t.c0, out.put_blocks)
+            if t.x is not None:
+                self.blender.add(next(probs))
+        self.counter.tiles(len(computed), len(pending) - len(computed))
+
+
+def run_tiles(job: Job, ds, rows, outputs, progress, next_row=None):
+    """Classify every tile of ``job`` in the strips starting at ``rows``; ``outputs.write(StripRows)``
+    receives each strip's final rows, in order, with the per-pixel rasters ``outputs.per_pixel()`` asks
+    for. ``next_row``: where the strip after the last one starts (default: the raster's end), for a run
+    over part of the strips.
 
     Returns (tiles skipped, blending bytes)."""
-    blender = RollingBlender(info.height, info.width, classes, tile)
-    counter = _Progress(len(rows) * len(cols), progress)
-    tiles = Prefetcher(reader, [(r0, c0) for r0 in rows for c0 in cols], depth=max(1, batch))
-    writer = BackgroundWriter(write, depth=1)
+    info, cols = job.info, job.cols
+    loop = _StripLoop(job, rows, progress)
+    per_pixel = outputs.per_pixel()
+    tiles = Prefetcher(TileReader(ds, job), [(r0, c0) for r0 in rows for c0 in cols], depth=max(1, job.batch))
+    writer = BackgroundWriter(outputs.write, depth=1)
     try:
         stream = iter(tiles)
         for i, r0 in enumerate(rows):
             next_r0 = rows[i + 1] if i + 1 < len(rows) else (next_row or info.height)
-            blender.start_strip(r0, next_r0)
-            out = StripRows(r0, min(next_r0, info.height) - r0, info.width, excluded, per_pixel)
+            loop.blender.start_strip(r0, next_r0)
+            out = StripRows(r0, min(next_r0, info.height) - r0, info.width, job.excluded, per_pixel)
             pending = []
             for _ in cols:
                 pending.append(next(stream)[1])
                 out.put_keep(pending[-1])
-                if sum(t.x is not None for t in pending) == batch:
-                    _blend(pending, predictor, blender, out, counter, progress)
+                if sum(t.x is not None for t in pending) == job.batch:
+                    loop.blend(pending, out)
                     pending = []
-            _blend(pending, predictor, blender, out, counter, progress)
-            blender.end_strip(out.put_blocks)
+            loop.blend(pending, out)
+            loop.blender.end_strip(out.put_blocks)
             writer.submit(out)
         writer.drain()
     finally:
         tiles.close()
         writer.close()
-    return counter.skipped, blender.nbytes
-
-
-def _blend(pending, predictor, blender, out, counter, progress):
-    """Predict the pending tiles that have pixels to classify; blend all of them in column order."""
-    if not pending:
-        return
-    progress.check_cancelled()
-    computed = [t for t in pending if t.x is not None]
-    probs = iter(predictor(np.stack([t.x for t in computed])) if computed else [])
-    for t in pending:
-        blender.move_to(t.c0, out.put_blocks)
-        if t.x is not None:
-            blender.add(next(probs))
-    counter.tiles(len(computed), len(pending) - len(computed))
+    return loop.counter.skipped, loop.blender.nbytes

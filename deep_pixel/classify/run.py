@@ -20,6 +20,7 @@ from ..core.tiles import TileParams
 from ..io.destinations import Place, check_destinations
 from ..io.raster import open_raster
 from .job import prepare_job
+from .names import CLASSIFIED, CONFIDENCE, UNCERTAINTY
 from .options import ClassifyOptions
 from .outputs import ClassOutputs
 
@@ -126,10 +127,10 @@ def _classify_folder(folder, package, output_folder, options, progress):
     for i, (image, stem) in enumerate(zip(images, stems)):
         progress.log(f"Image {i + 1}/{len(images)}: {os.path.basename(image)}")
         # A confidence output is asked for by any name; each image gets its own beside its classes.
-        own = replace(options, output_confidence=stem + "_confidence.tif" if options.output_confidence else None,
-                      output_uncertainty=stem + "_uncertainty.tif" if options.output_uncertainty else None)
+        own = replace(options, output_confidence=stem + CONFIDENCE if options.output_confidence else None,
+                      output_uncertainty=stem + UNCERTAINTY if options.output_uncertainty else None)
         try:
-            results.append(classify_raster(image, package, stem + "_classified.tif", own,
+            results.append(classify_raster(image, package, stem + CLASSIFIED, own,
                                            progress.sub(i / len(images), (i + 1) / len(images))))
         except (DeepPixelError, Cancelled) as e:
             raise type(e)(_folder_failure(image, i, images, results, e)) from e

@@ -25,15 +25,11 @@ from ..core.errors import Cancelled, DeepPixelError
 from ..core.progress import Progress
 from ..io.raster import open_raster
 from ..io.staging import staged_file
+from .names import CLASSIFIED, CONFIDENCE
+from .options import BLOCK_ROWS, MIN_BLOCK_STRIPS
 from .outputs import ClassOutputs
 
 MANIFEST = "manifest.json"
-# A block is whole strips, about BLOCK_ROWS output rows and at least MIN_BLOCK_STRIPS strips: the
-# halo (usually one strip per block) is recomputed, so fewer, larger blocks waste less; a crash
-# loses at most a block. The layout depends on the raster and the tiles only (not on the number of
-# workers), so a rerun with other workers still resumes.
-BLOCK_ROWS = 8192
-MIN_BLOCK_STRIPS = 12
 ASSEMBLY_ROWS = 1024
 _WORKER_MODELS: dict = {}          # per worker process: the package and runtime, loaded once
 
@@ -80,8 +76,8 @@ def classify_images_on_dask(images, stems, model_path, options, progress) -> lis
     os.makedirs(os.path.dirname(stems[0]) or ".", exist_ok=True)
     serial = replace(options, dask_scheduler=None, workers=0)
     specs = [dict(input=os.path.abspath(image), model=os.path.abspath(model_path), options=replace(
-        serial, output_confidence=stem + "_confidence.tif" if options.output_confidence else None),
-        output=stem + "_classified.tif") for image, stem in zip(images, stems)]
+        serial, output_confidence=stem + CONFIDENCE if options.output_confidence else None),
+        output=stem + CLASSIFIED) for image, stem in zip(images, stems)]
     with _client(options, progress) as client:
         futures = [client.submit(run_image, s, pure=False, retries=2) for s in specs]
         from distributed import as_completed

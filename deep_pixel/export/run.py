@@ -96,7 +96,7 @@ class ExportResult:
 def export_training_data(raster_path: str, samples: Samples, output_folder: str,
                          options: ExportOptions | None = None, schema: ClassSchema | None = None,
                          class_mapping: dict | None = None, class_field: str | None = None,
-                         mask_geometries=None, mask_crs_wkt: str | None = None,
+                         mask_geometries: list | None = None, mask_crs_wkt: str | None = None,
                          progress: Progress | None = None) -> ExportResult:
     """Cut ``raster_path`` into image chips and matching label chips.
 
