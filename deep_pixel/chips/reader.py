@@ -25,8 +25,7 @@ from ..core.progress import Progress, check
 from ..core.schema import ClassInfo, ClassSchema, default_color
 from ..io.bandstats import BandStats
 from .chip import Chip, class_counts, label_chip, read_header, read_pixels
-
-EXPORT_METADATA = "deep_pixel_export.json"
+from .layout import ESRI_MODEL_DEFINITION, ESRI_STATS, EXPORT_METADATA, IMAGES, LABELS, MAP
 
 
 @dataclass
@@ -68,12 +67,12 @@ class ChipSet:
 
 def read_map(folder: str) -> list:
     """(image, label) relative paths from map.txt: slashes normalised, sorted, duplicates dropped."""
-    path = os.path.join(folder, "map.txt")
+    path = os.path.join(folder, MAP)
     if not os.path.isfile(path):
         if not os.listdir(folder):
             raise DeepPixelError(f"The training data folder {folder} is empty. Give the output folder of "
-                                 "Export Training Data (it holds map.txt, images/ and labels/).")
-        raise DeepPixelError(f"{folder} is not a training chips folder: map.txt is missing. Run Export "
+                                 f"Export Training Data (it holds {MAP}, {IMAGES}/ and {LABELS}/).")
+        raise DeepPixelError(f"{folder} is not a training chips folder: {MAP} is missing. Run Export "
                              "Training Data first and give its output folder.")
     pairs = set()
     try:
@@ -81,7 +80,7 @@ def read_map(folder: str) -> list:
             lines = f.read().splitlines()
     except UnicodeDecodeError as e:
         raise DeepPixelError(f"{path} is not a text file (byte {e.start} is not UTF-8): it should list "
-                             "'images/<name> labels/<name>' lines. Export the chips again.") from None
+                             f"'{IMAGES}/<name> {LABELS}/<name>' lines. Export the chips again.") from None
     except OSError as e:
         raise DeepPixelError(f"Cannot read {path}: {e.strerror}.") from e
     for n, line in enumerate(lines, 1):
@@ -89,7 +88,8 @@ def read_map(folder: str) -> list:
         if not parts:
             continue
         if len(parts) != 2 or any("\x00" in p for p in parts):
-            raise DeepPixelError(f"{path}, line {n}: expected 'images/<name> labels/<name>', got {line.strip()[:200]!r}.")
+            raise DeepPixelError(f"{path}, line {n}: expected '{IMAGES}/<name> {LABELS}/<name>', "
+                                 f"got {line.strip()[:200]!r}.")
         pairs.add(tuple(p[2:] if p.startswith("./") else p for p in parts))
     if not pairs:
         raise DeepPixelError(f"{path} lists no chips: the export wrote nothing. Export again with more "
@@ -127,7 +127,7 @@ def _link_out(folder, path) -> DeepPixelError:
             break
     return DeepPixelError(f"{link} is a symbolic link to {os.path.realpath(link)}, outside the chips folder "
                           f"{folder}: chips are read only from inside it. Copy the files into the folder instead "
-                          "of linking them, or remove that line from map.txt.")
+                          f"of linking them, or remove that line from {MAP}.")
 
 
 def _load_json(path, progress=None):
@@ -182,8 +182,8 @@ def _valid_stats(stats, bands) -> bool:
 
 def _reference_schema(folder) -> tuple:
     """(ClassSchema or None, the file it comes from) from the reference tools' metadata."""
-    stats_path = os.path.join(folder, "esri_accumulated_stats.json")
-    emd_path = os.path.join(folder, "esri_model_definition.emd")
+    stats_path = os.path.join(folder, ESRI_STATS)
+    emd_path = os.path.join(folder, ESRI_MODEL_DEFINITION)
     stats, emd = _load_json(stats_path) or {}, _load_json(emd_path) or {}
     emd_classes, stats_classes = emd.get("Classes"), stats.get("Classes")
     records = [{"Value": c.get("Value"), "Name": c.get("Name"), "Color": c.get("Color")}
@@ -238,7 +238,7 @@ def _read_pair(folder, k, img_rel, lab_rel, windows) -> tuple:
     if labels.shape[1:] != shape[1:]:
         raise DeepPixelError(f"{lab_rel} is {labels.shape[2]}x{labels.shape[1]} px but {img_rel} is "
                              f"{shape[2]}x{shape[1]}: image and label chips must match. "
-                             "Re-export the chips or remove that line from map.txt.")
+                             f"Re-export the chips or remove that line from {MAP}.")
     if img_rel in windows:
         box, space = windows[img_rel], f"window:{folder}"
     elif bounds is not None:

@@ -1,8 +1,4 @@
-"""Writing the chips folder in the "Classified Tiles" layout, plus our own metadata.
-
-    images/000000000.tif   labels/000000000.tif   map.txt   stats.txt
-    esri_accumulated_stats.json   esri_model_definition.emd   deep_pixel_export.json
-"""
+"""Writing the chips folder in the "Classified Tiles" layout, plus our own metadata (names: layout.py)."""
 from __future__ import annotations
 
 import json
@@ -15,8 +11,7 @@ from rasterio.windows import Window
 
 from .. import __version__
 from ..core.errors import DeepPixelError
-
-EXPORT_METADATA = "deep_pixel_export.json"
+from .layout import ESRI_MODEL_DEFINITION, ESRI_STATS, EXPORT_METADATA, IMAGES, LABELS, MAP, STATS
 
 
 class ChipWriter:
@@ -30,8 +25,8 @@ class ChipWriter:
         self.ds_transform = ds.transform
         self.nodata = ds.nodata
         self.chips: list = []
-        os.makedirs(os.path.join(folder, "images"))
-        os.makedirs(os.path.join(folder, "labels"))
+        os.makedirs(os.path.join(folder, IMAGES))
+        os.makedirs(os.path.join(folder, LABELS))
 
     @property
     def count(self) -> int:
@@ -68,8 +63,8 @@ class ChipWriter:
               labelled_fraction: float, counts: np.ndarray) -> str:
         name = f"{len(self.chips):09d}"
         transform = rasterio.windows.transform(window, self.ds_transform)
-        image_rel = f"images/{name}{self.ext}"
-        label_rel = f"labels/{name}{self.ext}"
+        image_rel = f"{IMAGES}/{name}{self.ext}"
+        label_rel = f"{LABELS}/{name}{self.ext}"
         self._write(os.path.join(self.folder, image_rel), np.ascontiguousarray(image), transform, self.nodata)
         self._write(os.path.join(self.folder, label_rel), np.ascontiguousarray(labels[None]), transform, None)
         self.chips.append({
@@ -99,7 +94,7 @@ def _dump(path, data):
 
 def write_metadata(folder, writer, info, options, schema, class_mapping, class_field, result) -> None:
     """map.txt, stats.txt, esri_accumulated_stats.json, esri_model_definition.emd, our JSON."""
-    with open(os.path.join(folder, "map.txt"), "w", encoding="utf-8") as f:
+    with open(os.path.join(folder, MAP), "w", encoding="utf-8") as f:
         for chip in writer.chips:
             f.write(f"{chip['image']} {chip['label']}\n")
     accumulated = result["accumulated"]
@@ -110,7 +105,7 @@ def write_metadata(folder, writer, info, options, schema, class_mapping, class_f
                for v in values]
     bands = list(options.bands) or list(range(1, info.count + 1))
     stats = result["band_stats"]
-    _dump(os.path.join(folder, "esri_accumulated_stats.json"), {
+    _dump(os.path.join(folder, ESRI_STATS), {
         "Version": "1.0", "NumBands": len(bands), "TileSizeX": options.tile_size_x,
         "TileSizeY": options.tile_size_y, "NumClasses": len(values), "NumTiles": writer.count,
         "MetaDataMode": "Classified_Tiles", "ImageSpaceUsed": "MAP_SPACE",
@@ -121,7 +116,7 @@ def write_metadata(folder, writer, info, options, schema, class_mapping, class_f
         },
         "BandStats": {k: stats.get(k) for k in ("min", "max", "mean", "std")},
     })
-    _dump(os.path.join(folder, "esri_model_definition.emd"), {
+    _dump(os.path.join(folder, ESRI_MODEL_DEFINITION), {
         "Framework": "PyTorch", "ModelConfiguration": "", "ModelType": "ImageClassification",
         "ImageHeight": options.tile_size_y, "ImageWidth": options.tile_size_x,
         "ExtractBands": bands, "Classes": schema.to_emd_classes(),
@@ -163,5 +158,5 @@ def write_metadata(folder, writer, info, options, schema, class_mapping, class_f
     for v in values:
         lines.append(f"{v:>5}  {names.get(v, f'Class {v}'):<20} {result['unique'].get(v, 0):>12} "
                      f"{accumulated.get(v, 0):>12} {result['images_per_class'].get(v, 0):>6}")
-    with open(os.path.join(folder, "stats.txt"), "w", encoding="utf-8") as f:
+    with open(os.path.join(folder, STATS), "w", encoding="utf-8") as f:
         f.write("\n".join(lines) + "\n")

@@ -18,9 +18,10 @@ import hashlib
 import json
 import os
 
+from ..chips.layout import METADATA_FILES
+
 RESUME_FILE = "resume.pt"
 RESUME_VERSION = 1
-_METADATA = ("map.txt", "deep_pixel_export.json", "esri_accumulated_stats.json", "esri_model_definition.emd")
 _NOT_IN_FINGERPRINT = ("device",)                 # where it runs does not change what it trains
 _ARGUMENTS_NOT_IN_FINGERPRINT = ("loader_workers",)
 
@@ -35,7 +36,7 @@ def fingerprint(folders, options) -> str:
     for folder in folders:
         folder = os.path.abspath(folder)
         h.update(folder.encode())
-        for name in _METADATA:
+        for name in METADATA_FILES:
             path = os.path.join(folder, name)
             if os.path.isfile(path):
                 with open(path, "rb") as f:
