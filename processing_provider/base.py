@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
 import traceback
 
@@ -62,10 +63,27 @@ def engine_errors():
 
 
 class DeepPixelAlgorithm(QgsProcessingAlgorithm):
-    """Common identity of our algorithms; subclasses set NAME, DISPLAY and HELP."""
+    """Common identity of our algorithms; subclasses set NAME, DISPLAY and HELP.
+
+    Each subclass's processAlgorithm runs inside :func:`engine_errors`, reading its parameters included
+    (a MODEL_ARGUMENTS range error there reached qgis_process as a Python traceback), so every engine
+    error is a Processing error with the same message and SIGTERM acts like cancel throughout."""
     NAME = ""
     DISPLAY = ""
     HELP = ""
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        own = cls.__dict__.get("processAlgorithm")
+        if own is None or getattr(own, "engine_errors", False):
+            return
+
+        @functools.wraps(own)
+        def process(self, parameters, context, feedback):
+            with engine_errors():
+                return own(self, parameters, context, feedback)
+        process.engine_errors = True
+        cls.processAlgorithm = process
 
     def prepareAlgorithm(self, parameters, context, feedback):  # noqa: N802
         """In the main thread (a background task runs processAlgorithm in its own): the raster inputs' files,

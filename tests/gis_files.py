@@ -52,3 +52,17 @@ def scene_chips(scene, folder, stride=32, size=64):
                          ExportOptions(tile_size_x=size, tile_size_y=size, stride_x=stride, stride_y=stride),
                          schema=scene.schema)
     return str(folder)
+
+
+def colliding_images(scene, folder, size=96):
+    """``folder``/scene.tif and scene.tiff: two crops of the synthetic scene whose outputs' names would
+    collide (the .tiff holds the mirror image, so the two outputs differ)."""
+    import os
+    os.makedirs(folder, exist_ok=True)
+    with rasterio.open(scene.image) as src:
+        profile, data = src.profile, src.read(window=((0, size), (0, size)))
+        profile.update(width=size, height=size, transform=src.window_transform(((0, size), (0, size))))
+    for name in ("scene.tif", "scene.tiff"):
+        with rasterio.open(os.path.join(folder, name), "w", **profile) as dst:
+            dst.write(data if name.endswith(".tif") else data[:, ::-1])
+    return str(folder)

@@ -13,6 +13,7 @@ import pytest
 import rasterio
 
 from conftest import snapshot
+from gis_files import colliding_images
 
 from deep_pixel.core.errors import DeepPixelError
 from deep_pixel.io.destinations import Place, check_destinations
@@ -128,15 +129,8 @@ def test_classify_refuses_before_loading_anything(scene, tmp_path, trained_scene
 
 def test_folder_with_colliding_names_gets_distinct_outputs(scene, tmp_path, trained_scene_model):
     from deep_pixel.classify.run import classify
-    images = tmp_path / "images"
-    images.mkdir()
-    with rasterio.open(scene.image) as src:
-        profile, data = src.profile, src.read(window=((0, 96), (0, 96)))
-        profile.update(width=96, height=96, transform=src.window_transform(((0, 96), (0, 96))))
-    for name in ("scene.tif", "scene.tiff"):
-        with rasterio.open(images / name, "w", **profile) as dst:
-            dst.write(data if name.endswith(".tif") else data[:, ::-1])
-    result = classify(str(images), trained_scene_model, str(tmp_path / "out"))
+    images = colliding_images(scene, tmp_path / "images")
+    result = classify(images, trained_scene_model, str(tmp_path / "out"))
     names = sorted(os.path.basename(p) for p in result.outputs)
     assert names == ["scene_tif_classified.tif", "scene_tiff_classified.tif"]
     with rasterio.open(result.outputs[0]) as a, rasterio.open(result.outputs[1]) as b:
