@@ -17,9 +17,11 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STATE = os.path.join(ROOT, ".qgis", "screenshots")
-# The scene and the dock's output folder live in a neutral folder: the pictures show this path, not
-# the developer's checkout.
-DEMO = os.path.join(tempfile.gettempdir(), "deep_pixel_demo")
+# The scene and the dock's output folder live in a neutral, home-like folder: the pictures show this
+# path, not the developer's checkout, home or temporary folder. It is created for the run (with
+# /home/user itself when that is missing, removed again afterwards).
+NEUTRAL_HOME = "/home/user"
+DEMO = os.path.join(NEUTRAL_HOME, "deep_pixel_demo")
 DOCS = os.path.join(ROOT, "docs")
 sys.path.insert(0, ROOT)
 
@@ -234,8 +236,22 @@ def main() -> int:
         print("screenshots need Xvfb and qgis (make setup installs them)", file=sys.stderr)
         return 2
     shutil.rmtree(STATE, ignore_errors=True)
-    shutil.rmtree(DEMO, ignore_errors=True)
-    scene_dir = DEMO
+    made_home = not os.path.isdir(NEUTRAL_HOME)
+    try:
+        shutil.rmtree(DEMO, ignore_errors=True)
+        os.makedirs(DEMO)
+    except OSError as e:
+        print(f"cannot create the neutral demo folder {DEMO} ({e.strerror}): run as a user who can create "
+              f"it (the pictures would otherwise show a local path)", file=sys.stderr)
+        return 2
+    try:
+        return shoot(DEMO)
+    finally:
+        shutil.rmtree(NEUTRAL_HOME if made_home else DEMO, ignore_errors=True)
+
+
+def shoot(scene_dir: str) -> int:
+    """Inputs into ``scene_dir``, QGIS under Xvfb, the PNGs copied to docs/ (0: all written)."""
     out = os.path.join(STATE, "out")
     os.makedirs(out)
     model = make_inputs(scene_dir)
