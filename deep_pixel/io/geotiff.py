@@ -18,6 +18,7 @@ from rasterio._err import CPLE_BaseError
 from rasterio.enums import Resampling
 
 from ..core.errors import DeepPixelError
+from .staging import creation_errors
 
 NODATA = 0
 CONFIDENCE_NODATA = -1.0
@@ -31,9 +32,10 @@ def class_dtype(values) -> str:
 
 def _temp_beside(target: str) -> str:
     parent = os.path.dirname(os.path.abspath(target))
-    os.makedirs(parent, exist_ok=True)
     base, ext = os.path.splitext(os.path.basename(target))
-    fd, tmp = tempfile.mkstemp(prefix="." + base + ".partial-", suffix=ext or ".tif", dir=parent)
+    with creation_errors(target):
+        os.makedirs(parent, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix="." + base + ".partial-", suffix=ext or ".tif", dir=parent)
     os.close(fd)
     return tmp
 

@@ -40,6 +40,16 @@ def normal_permissions(path: str) -> None:
 
 
 @contextlib.contextmanager
+def creation_errors(target: str):
+    """A folder that cannot be made or written (permissions, a read-only disk) as one clear error."""
+    try:
+        yield
+    except OSError as e:
+        raise DeepPixelError(f"Cannot write {target}: {e.strerror or e} ({e.filename or target}). Choose a folder "
+                             "you can write to; nothing was written.") from e
+
+
+@contextlib.contextmanager
 def staged_folder(target: str):
     """Yield a temporary folder beside ``target``; rename it to ``target`` on success.
 
@@ -47,8 +57,9 @@ def staged_folder(target: str):
     ever carries the target's name.
     """
     parent = os.path.dirname(os.path.abspath(target))
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix="." + os.path.basename(target) + ".partial-", dir=parent)
+    with creation_errors(target):
+        os.makedirs(parent, exist_ok=True)
+        tmp = tempfile.mkdtemp(prefix="." + os.path.basename(target) + ".partial-", dir=parent)
     try:
         yield tmp
         if os.path.isdir(target) and not os.listdir(target):
@@ -64,9 +75,10 @@ def staged_folder(target: str):
 def staged_file(target: str):
     """Yield a temporary file path beside ``target``; rename it to ``target`` on success."""
     parent = os.path.dirname(os.path.abspath(target))
-    os.makedirs(parent, exist_ok=True)
     base, ext = os.path.splitext(os.path.basename(target))
-    fd, tmp = tempfile.mkstemp(prefix="." + base + ".partial-", suffix=ext, dir=parent)
+    with creation_errors(target):
+        os.makedirs(parent, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix="." + base + ".partial-", suffix=ext, dir=parent)
     os.close(fd)
     try:
         yield tmp

@@ -62,12 +62,47 @@ def suggest(input_raster: str, model_definition: str | None = None, input_uncert
         return _from_rasters(input_raster, input_uncertainty, None, None, input_samples, options, progress)
     from ..model.package import load_package
     package = load_package(model_definition)
-    work = tempfile.mkdtemp(prefix="deep_pixel_suggest-")
+    work = _work_folder()
     try:
         unc, classes = _classify(input_raster, model_definition, work, options, progress.sub(0, 0.8))
         return _from_rasters(input_raster, unc, classes, package, input_samples, options, progress.sub(0.8, 1))
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+WORK_PREFIX = "deep_pixel_suggest-"
+STALE_AFTER_S = 24 * 3600        # where a process cannot be asked whether it still runs (not POSIX)
+
+
+def _work_folder() -> str:
+    """``<temp>/deep_pixel_suggest-<pid>-*`` for the classification: removed by the run on every exit it
+    sees (cancel and SIGTERM included); what a killed run left is removed by the next run."""
+    temp = tempfile.gettempdir()
+    for name in os.listdir(temp):
+        if name.startswith(WORK_PREFIX) and _abandoned(os.path.join(temp, name)):
+            shutil.rmtree(os.path.join(temp, name), ignore_errors=True)
+    return tempfile.mkdtemp(prefix=f"{WORK_PREFIX}{os.getpid()}-")
+
+
+def _abandoned(path: str) -> bool:
+    """A work folder of this user whose run has ended (its process is gone) without removing it."""
+    try:
+        st = os.lstat(path)
+        if not os.path.isdir(path) or os.path.islink(path) or st.st_uid != getattr(os, "getuid", lambda: 0)():
+            return False
+        pid = int(os.path.basename(path)[len(WORK_PREFIX):].split("-")[0])
+    except (OSError, ValueError):
+        return False
+    if os.name != "posix":
+        import time
+        return time.time() - st.st_mtime > STALE_AFTER_S
+    try:
+        os.kill(pid, 0)          # signal 0 only asks whether the process exists
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False
+    return False
 
 
 def _classify(raster, model, work, options, progress) -> tuple:

@@ -124,13 +124,27 @@ def cli(*args, **kw):
                           timeout=600, **kw)
 
 
-@pytest.mark.parametrize("damage", ["truncated", "empty", "vrt_without_source"])
-def test_damaged_rasters_give_a_clear_error_through_the_command_line(tmp_path, damage):
-    data = np.random.default_rng(1).integers(1, 60000, (3, 512, 512)).astype(np.uint16)
-    good = tmp_path / "good.tif"
-    with rasterio.open(good, "w", driver="GTiff", width=512, height=512, count=3, dtype="uint16", tiled=True,
-                       crs=rasterio.crs.CRS.from_epsg(EPSG), transform=Affine(1, 0, 1000, 0, -1, 2000)) as dst:
+def _good_raster(path, command, scene):
+    """A tiled GeoTIFF the command could read: the scene (classify: the model's bands and pixel size),
+    3-band uint16 pixels (export) or a class raster (evaluate)."""
+    if command == "classify":
+        with rasterio.open(scene.image) as src:
+            profile, data = dict(src.profile), src.read()
+    else:
+        count, dtype, top = (3, "uint16", 60000) if command == "export" else (1, "uint8", 4)
+        data = np.random.default_rng(1).integers(1, top, (count, 512, 512)).astype(dtype)
+        profile = dict(driver="GTiff", width=512, height=512, count=count, dtype=dtype,
+                       crs=rasterio.crs.CRS.from_epsg(EPSG), transform=Affine(1, 0, 1000, 0, -1, 2000))
+    profile.update(tiled=True, blockxsize=128, blockysize=128)
+    with rasterio.open(path, "w", **profile) as dst:
         dst.write(data)
+    return path
+
+
+@pytest.mark.parametrize("command", ["export", "classify", "evaluate"])
+@pytest.mark.parametrize("damage", ["truncated", "empty", "vrt_without_source"])
+def test_damaged_rasters_give_a_clear_error_through_the_command_line(tmp_path, damage, command, scene, request):
+    good = _good_raster(tmp_path / "good.tif", command, scene)
     if damage == "truncated":
         bad = tmp_path / "bad.tif"
         bad.write_bytes(good.read_bytes()[:os.path.getsize(good) // 3])
@@ -141,13 +155,22 @@ def test_damaged_rasters_give_a_clear_error_through_the_command_line(tmp_path, d
         bad = tmp_path / "bad.vrt"
         gdal.Translate(str(bad), str(good), format="VRT")
     vec = write_vector(tmp_path / "s.gpkg", [box(1000, 1500, 1500, 2000)], [1])
+    reference = _good_raster(tmp_path / "reference.tif", command, scene)
     if damage == "vrt_without_source":
         os.remove(good)
     before = snapshot(tmp_path)
-    proc = cli("export", "--input-raster", str(bad), "--input-samples", vec, "--class-field", "cls",
-               "--output-folder", str(tmp_path / "chips"))
+    if command == "export":
+        args = ["--input-raster", bad, "--input-samples", vec, "--class-field", "cls", "--output-folder",
+                tmp_path / "chips"]
+    elif command == "classify":
+        args = ["--input-raster", bad, "--model-definition", request.getfixturevalue("trained_scene_model"),
+                "--output-raster", tmp_path / "out.tif"]
+    else:
+        args = ["--input-classified", bad, "--reference-raster", reference, "--output-report", tmp_path / "r.html"]
+    proc = cli(command, *map(str, args))
     assert proc.returncode == 1, proc.stderr
-    assert "Traceback" not in proc.stderr and str(bad) in proc.stderr
+    assert "Traceback" not in proc.stderr and str(bad) in proc.stderr, proc.stderr
+    assert "Unexpected error" not in proc.stderr, proc.stderr
     assert snapshot(tmp_path) == before
 
 

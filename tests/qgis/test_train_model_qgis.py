@@ -80,10 +80,14 @@ def test_processing_run_trainmodel(deeppixel_provider, scene, tmp_path):
 
 def test_bad_parameters_are_processing_errors(deeppixel_provider, tmp_path):
     import processing
+    (tmp_path / "chips").mkdir()
     with pytest.raises(QgsProcessingException, match="is empty"):
-        processing.run("deeppixel:trainmodel", {"INPUT_TRAINING_DATA": str(tmp_path),
+        processing.run("deeppixel:trainmodel", {"INPUT_TRAINING_DATA": str(tmp_path / "chips"),
                                                 "OUTPUT_MODEL": str(tmp_path / "m")})
     with pytest.raises(QgsProcessingException, match="unknown key"):
-        processing.run("deeppixel:trainmodel", {"INPUT_TRAINING_DATA": str(tmp_path), "MODEL_ARGUMENTS": "x=1",
+        processing.run("deeppixel:trainmodel", {"INPUT_TRAINING_DATA": str(tmp_path / "chips"),
+                                                "MODEL_ARGUMENTS": "x=1", "OUTPUT_MODEL": str(tmp_path / "m")})
+    with pytest.raises(QgsProcessingException, match="OUTPUT_MODEL .* lies inside the input folder"):
+        processing.run("deeppixel:trainmodel", {"INPUT_TRAINING_DATA": str(tmp_path),
                                                 "OUTPUT_MODEL": str(tmp_path / "m")})
     assert not os.path.exists(tmp_path / "m")
