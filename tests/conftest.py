@@ -3,8 +3,10 @@ import importlib
 import importlib.abc
 import importlib.util
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
@@ -13,6 +15,14 @@ SHARED_DATA = os.path.join(os.path.dirname(ROOT), "shared", "data")
 LANDSAT = os.path.join(SHARED_DATA, "landsat_tutorial")
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+# A temporary folder of this session's own, for the tests and every process they start (TMPDIR is
+# inherited: the command line, qgis_process, the external engine), so that check_temporary_files sees
+# what this session left, not what another program running beside it has open at that moment.
+_SYSTEM_TMP = tempfile.gettempdir()
+SESSION_TMP = tempfile.mkdtemp(prefix="pytest-deep-pixel-tmp-", dir=_SYSTEM_TMP)
+os.environ["TMPDIR"] = SESSION_TMP
+tempfile.tempdir = SESSION_TMP
 _state = os.path.join(ROOT, ".qgis")
 _plugins = os.path.join(_state, "plugins")
 os.makedirs(_plugins, exist_ok=True)
@@ -49,6 +59,32 @@ class OneEngine(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
 
 sys.meta_path.insert(0, OneEngine())
+
+
+# Kept on purpose: the per-user .dlpk cache (deep_pixel/model/dlpk.py, tidied by each run), the ONNX cache's
+# fallback when ~/.cache cannot be written (deep_pixel/model/onnx_file.py), and the Review tab's default
+# working folder for an unsaved project (ui/review_rounds.py: the user's rounds and models).
+DOCUMENTED_TEMP = (f"deep_pixel_dlpk-{os.getuid() if hasattr(os, 'getuid') else 0}", "deep_pixel_onnx",
+                   "deep_pixel_rounds")
+
+
+def ours_left_behind(folder: str) -> list:
+    """Entries of ``folder`` (a temporary folder) that Deep Pixel made and did not remove."""
+    return sorted(n for n in os.listdir(folder) if (n.startswith("deep_pixel") or ".partial" in n)
+                  and n not in DOCUMENTED_TEMP)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def check_temporary_files(request):
+    """After the session the temporary folder (tempfile.gettempdir(), this session's own) holds no
+    ``deep_pixel*`` or ``*.partial*`` entry that was not there before, except the documented caches."""
+    before = set(ours_left_behind(tempfile.gettempdir()))
+    yield
+    left = [n for n in ours_left_behind(tempfile.gettempdir()) if n not in before]
+    failed = request.session.testsfailed
+    if not left and not failed:
+        shutil.rmtree(SESSION_TMP, ignore_errors=True)
+    assert not left, f"temporary files left behind in {tempfile.gettempdir()}: {left}"
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,7 @@
 """Export tab: runs ``deeppixel:exporttrainingdata`` on the dock's raster and samples as a QGIS task."""
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 
@@ -69,6 +70,7 @@ class ExportPanel(QWidget):
         self.feedback = None
         self.results = None
         self.log = ""
+        self._schema_copy = None     # the dock's unsaved schema as a temporary file for the algorithm
         d = ExportOptions()
 
         self.inputs_label = QLabel()
@@ -203,10 +205,18 @@ class ExportPanel(QWidget):
             return None
         if path and not modified:
             return path
-        fd, tmp = tempfile.mkstemp(prefix="deep_pixel_schema_", suffix=".json")
-        os.close(fd)
-        schema.save(tmp)
-        return tmp
+        if self._schema_copy is None:      # one copy per panel, rewritten each time, removed when a run ends
+            fd, self._schema_copy = tempfile.mkstemp(prefix="deep_pixel_schema_", suffix=".json")
+            os.close(fd)
+            copy = self._schema_copy
+            self.destroyed.connect(lambda *_: _remove(copy))
+        schema.save(self._schema_copy)
+        return self._schema_copy
+
+    def _remove_schema_copy(self):
+        if self._schema_copy is not None:
+            _remove(self._schema_copy)
+            self._schema_copy = None
 
     # -- running ----------------------------------------------------------------------------------
     def running(self) -> bool:
@@ -215,6 +225,15 @@ class ExportPanel(QWidget):
     def start(self) -> bool:
         if self.running():
             return False
+        started = False
+        try:
+            started = self._start()
+        finally:
+            if not started:
+                self._remove_schema_copy()
+        return started
+
+    def _start(self) -> bool:
         self.update_inputs()
         try:
             params = self.parameters()
@@ -257,6 +276,7 @@ class ExportPanel(QWidget):
             self.task.cancel()
 
     def _executed(self, successful: bool, results: dict):
+        self._remove_schema_copy()
         self.log = self.feedback.textLog() if self.feedback is not None else ""
         cancelled = self.feedback is not None and self.feedback.isCanceled()
         self.task = None
@@ -279,3 +299,8 @@ class ExportPanel(QWidget):
         self.status.setStyleSheet("color: #b00020;" if error else "")
         self.status.setText(text)
         self.message.emit(text, error)
+
+
+def _remove(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.remove(path)
