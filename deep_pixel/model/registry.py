@@ -12,6 +12,11 @@ BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101", "efficientnet-b0",
              "mobilenet_v2", "mit_b0", "mit_b1", "timm-regnetx_002")
 # Parameters a package may carry besides architecture/backbone/channels/classes (passed to smp).
 EXTRA_PARAMETERS = ("encoder_depth", "decoder_channels", "decoder_attention_type")
+# Deep Pixel's own addition: a per-pixel branch (1x1 convolutions on the input bands, ``pixel_branch``
+# hidden channels) whose class scores are added to the decoder's, so a pixel's own spectrum reaches the
+# output at full resolution (smp's U-Net has no skip at the input's resolution; one- or two-pixel-wide
+# rivers and roads were smeared into their surroundings).
+MAX_PIXEL_BRANCH = 256
 
 
 def build_model(model_type: str, backbone: str, in_channels: int, num_classes: int, **params):
@@ -26,8 +31,29 @@ def build_model(model_type: str, backbone: str, in_channels: int, num_classes: i
         kwargs["decoder_segmentation_channels"] = kwargs.pop("decoder_channels")[0]
     cls = getattr(smp, ARCHITECTURES[key])
     try:
-        return cls(encoder_name=backbone, encoder_weights=None, in_channels=in_channels,
-                   classes=num_classes, **kwargs)
+        model = cls(encoder_name=backbone, encoder_weights=None, in_channels=in_channels,
+                    classes=num_classes, **kwargs)
     except (KeyError, ValueError, TypeError, RuntimeError) as e:
         raise DeepPixelError(f"Cannot build {model_type} with backbone {backbone!r}: {e}. "
                              f"Known backbones include {', '.join(BACKBONES)}.") from e
+    hidden = int(params.get("pixel_branch") or 0)
+    if not hidden:
+        return model
+    return add_pixel_branch(model, in_channels, num_classes, hidden)
+
+
+_BRANCHED = {}
+
+
+def add_pixel_branch(model, in_channels: int, num_classes: int, hidden: int):
+    """``model`` with a per-pixel branch whose class scores are added to its own (module ``pixel_branch``)."""
+    import torch.nn as nn
+    model.pixel_branch = nn.Sequential(nn.Conv2d(in_channels, hidden, 1), nn.ReLU(inplace=True),
+                                       nn.Conv2d(hidden, num_classes, 1))
+    base = type(model)
+    if base not in _BRANCHED:
+        def forward(self, x):
+            return base.forward(self, x) + self.pixel_branch(x)
+        _BRANCHED[base] = type(base.__name__ + "PixelBranch", (base,), {"forward": forward})
+    model.__class__ = _BRANCHED[base]
+    return model

@@ -181,7 +181,7 @@ def _prepare_network(run: _Run) -> None:
         run.why = "from the pretrained model"
         return
     run.model_type, run.backbone = options.network()
-    run.params, run.why = network_parameters(options, run.device.type == "cuda")
+    run.params, run.why = network_parameters(options, run.device.type == "cuda", len(data.bands))
     pick_statistics(run)
     wanted = [name for name in INDICES if options.arg(name.lower())]
     run.indices = spectral_indices(data.band_names, data.bands, wanted)
