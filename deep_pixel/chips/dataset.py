@@ -19,7 +19,7 @@ import sys
 
 import numpy as np
 
-from ..core.errors import DeepPixelError
+from ..core.errors import Cancelled, DeepPixelError
 from ..train.augment import stack_examples
 
 MAX_AUTO_WORKERS = 4
@@ -41,6 +41,8 @@ class ChipDataset:
             if seed is None:
                 return self.maker.whole_example(chip)
             return self.maker.example(chip, np.random.default_rng(seed))
+        except Cancelled:                   # cancel or SIGTERM while reading: never a chip's failure
+            raise
         except DeepPixelError as e:          # a chip that cannot be read: its message, not a worker's traceback
             return Failed(str(e))
 

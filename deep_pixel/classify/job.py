@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..core.errors import DeepPixelError
+from ..core.errors import Cancelled, DeepPixelError
 from ..core.tiles import TileParams
 from ..io.raster import describe, footprint_bounds
 from .checks import bands_to_read, check_grid, excluded_classes
@@ -97,6 +97,8 @@ def mask_burner(mask_path, ds, info):
     vec = read_vector(mask_path)
     try:
         burner = LabelBurner(Samples(vec.geometries, [1] * len(vec.geometries), vec.crs_wkt), info.crs_wkt)
+    except Cancelled:
+        raise
     except DeepPixelError:
         raise DeepPixelError(f"The mask layer {mask_path} has no usable polygons.") from None
 

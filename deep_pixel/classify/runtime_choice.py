@@ -12,7 +12,7 @@ float32's range).
 from __future__ import annotations
 
 from ..core.diagnostics import not_installed
-from ..core.errors import DeepPixelError
+from ..core.errors import Cancelled, DeepPixelError
 
 RUNTIMES = ("auto", "torch", "onnxruntime")
 PRECISIONS = ("auto", "float32", "bfloat16", "float16")
@@ -107,6 +107,8 @@ def _cpu(package, device, runtime, precision, progress):
         if not missing:
             try:
                 return _onnx(package, device, progress)
+            except Cancelled:
+                raise
             except DeepPixelError as e:
                 if runtime == "onnxruntime":
                     raise

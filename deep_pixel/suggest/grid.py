@@ -13,7 +13,7 @@ from rasterio.features import rasterize
 from rasterio.windows import Window
 from shapely.geometry import mapping
 
-from ..core.errors import DeepPixelError
+from ..core.errors import Cancelled, DeepPixelError
 from ..io.raster import footprint_bounds, read_bands, valid_mask
 
 BLOCK_PIXELS = 1024 * 1024        # pixels read at once (one band)
@@ -52,6 +52,8 @@ def polygon_burner(path: str | None, ds, role: str, allow_empty: bool = False, t
     try:
         burner = LabelBurner(Samples(vec.geometries, [1] * len(vec.geometries), vec.crs_wkt),
                              ds.crs.to_wkt() if ds.crs else None)
+    except Cancelled:
+        raise
     except DeepPixelError:
         if allow_empty:
             return None

@@ -61,22 +61,27 @@ def load(checkpoint: str, expected: str) -> tuple:
     """(state with the best weights under "weights", None) when ``checkpoint`` resumes this run, else
     (None, why not)."""
     import torch
+
+    from ..core.errors import Cancelled, DeepPixelError
+    from ..model.package import load_package
     path = os.path.join(checkpoint, RESUME_FILE)
     if not os.path.isfile(path):
         return None, "it holds no resume state"
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
+    except Cancelled:
+        raise
     except Exception as e:      # damaged or from another torch: not resumable, never fatal
         return None, f"its resume state cannot be read ({type(e).__name__})"
     if not isinstance(state, dict) or state.get("version") != RESUME_VERSION:
         return None, "its resume state is of another version"
     if state.get("fingerprint") != expected:
         return None, "it was made with other chips or options"
-    from ..core.errors import DeepPixelError
-    from ..model.package import load_package
     try:
         pkg = load_package(checkpoint)                 # checks the weights' hash
         state["weights"] = torch.load(pkg.weights_path, map_location="cpu", weights_only=True)
+    except Cancelled:
+        raise
     except (DeepPixelError, OSError, RuntimeError) as e:
         return None, f"its model cannot be loaded ({e})"
     return state, None

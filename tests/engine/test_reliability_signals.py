@@ -104,3 +104,33 @@ def test_sigterm_during_compute_accuracy_leaves_no_report(tmp_path):
                                     lambda lines: '"block 2/' in lines[-1])
     assert_cancelled_in_one_line(code, lines, err)
     assert snapshot(tmp_path) == before and not glob.glob(str(tmp_path / ".*"))
+
+
+def test_a_stop_is_never_taken_for_a_failure_that_code_tolerates(tmp_path, monkeypatch):
+    """Code that tolerates an error (a chip that cannot be read, an ONNX file that does not load, a resume
+    state that cannot be read) must let cancel and SIGTERM through: one full-suite run, under load, got
+    SIGTERM while a chip was read and reported it as a failed chip (exit status 1, not 3)."""
+    import pytest
+
+    from deep_pixel.chips.dataset import ChipDataset
+    from deep_pixel.classify import runtime_choice
+    from deep_pixel.core.errors import Terminated
+    from deep_pixel.train import resume
+
+    def stop(*args, **kwargs):
+        raise Terminated()
+
+    class Maker:
+        chips = ["chip"]
+        example = whole_example = staticmethod(stop)
+    with pytest.raises(Terminated):
+        ChipDataset(Maker())[(0, 1)]
+    monkeypatch.setattr(runtime_choice, "_onnx", stop)
+    monkeypatch.setattr(runtime_choice, "cpu_bf16", lambda: None)
+    monkeypatch.setattr(runtime_choice, "not_installed", lambda name: None)
+    with pytest.raises(Terminated):
+        runtime_choice._cpu(None, "cpu", "auto", "auto", None)
+    (tmp_path / resume.RESUME_FILE).write_bytes(b"x")
+    monkeypatch.setattr("torch.load", stop)
+    with pytest.raises(Terminated):
+        resume.load(str(tmp_path), "fingerprint")
