@@ -8,7 +8,7 @@ from typing import NamedTuple
 from ..core.device import DEVICES_HELP
 from ..core.errors import DeepPixelError
 from ..core.params import check_ranges, option
-from ..model.registry import ARCHITECTURES, BACKBONES
+from ..model.registry import ARCHITECTURES, BACKBONES, MAX_PIXEL_BRANCH
 
 MONITORS = ("valid_loss", "miou", "accuracy")
 AUGMENTATIONS = ("default", "none", "custom")
@@ -17,8 +17,9 @@ LR_SCALING = ("none", "linear", "sqrt")
 # On CPU this U-Net decoder ran ~6x more steps per minute than smp's default (README, Train Model).
 LIGHT_DECODER = {"encoder_depth": 4, "decoder_channels": [64, 32, 16, 16]}
 LIGHT_ARCHITECTURES = ("UNET", "UNETPLUSPLUS", "MANET")
-# bench_quality: the per-pixel branch raised held-out mIoU on both multispectral scenes (Landsat 8 bands,
-# Sentinel-2 10 bands) and lowered it on the RGB aerial scene (colour alone says little there).
+# bench_quality (README, Model quality): the per-pixel branch raised held-out mIoU on both multispectral
+# scenes (Landsat 8 bands, Sentinel-2 10 bands) and lowered it on the RGB aerial scene (colour alone says
+# little there).
 AUTO_PIXEL_BRANCH = 32
 
 
@@ -43,7 +44,8 @@ MODEL_ARGUMENTS = {
                                 "auto (light on CPU for U-Net family)", choices=DECODERS),
     "pixel_branch": Arg(int, -1, "hidden channels of a per-pixel branch (1x1 convolutions on the input bands) "
                                  "whose class scores are added to the decoder's (0: none; -1: auto, "
-                                 f"{AUTO_PIXEL_BRANCH} for rasters of more than 3 bands, none for RGB)", -1, 256),
+                                 f"{AUTO_PIXEL_BRANCH} for rasters of more than 3 bands, none for RGB)", -1,
+                         MAX_PIXEL_BRANCH),
     "patience": Arg(int, 10, "epochs without gain before stopping", 1, 1000),
     "anneal_epochs": Arg(int, 3, "at a plateau (patience used up) before the end: epochs over which the learning "
                                  "rate decays to its end before training stops (0: stop at once)", 0, 1000),
