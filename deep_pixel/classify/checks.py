@@ -1,12 +1,9 @@
 """Does this raster fit this model? Bands, band order, CRS and pixel size, background classes."""
 from __future__ import annotations
 
-import math
-
 from ..core.errors import DeepPixelError
+from ..io.raster import pixel_metres
 from .options import BACKGROUND_NAMES
-
-METRES_PER_DEGREE = 111_320.0
 
 
 def bands_to_read(info, package) -> list:
@@ -32,13 +29,6 @@ def _named(names) -> bool:
     return all(n and not n.lower().startswith(("band_", "band ")) for n in names)
 
 
-def _metres(info_or_size, geographic, lat=0.0):
-    if geographic:
-        return tuple(v * METRES_PER_DEGREE * (math.cos(math.radians(lat)) if i == 0 else 1.0)
-                     for i, v in enumerate(info_or_size))
-    return info_or_size
-
-
 def check_grid(info, package, progress) -> None:
     """CRS and pixel size against the model: a large pixel-size mismatch is an error, the rest is reported."""
     if info.crs_wkt is None:
@@ -52,8 +42,8 @@ def check_grid(info, package, progress) -> None:
     from rasterio.crs import CRS
     model_geo = bool(package.crs_wkt) and CRS.from_wkt(package.crs_wkt).is_geographic
     lat = abs(info.transform[5])
-    mine = _metres(info.pixel_size, info.is_geographic, lat if info.is_geographic else 0.0)
-    theirs = _metres(tuple(package.cell_size), model_geo, lat if model_geo else 0.0)
+    mine = pixel_metres(info.pixel_size, info.is_geographic, lat if info.is_geographic else 0.0)
+    theirs = pixel_metres(tuple(package.cell_size), model_geo, lat if model_geo else 0.0)
     ratio = max(mine[0] / theirs[0], theirs[0] / mine[0])
     if ratio > 2.0:
         raise DeepPixelError(

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -11,6 +12,7 @@ from rasterio.windows import Window
 
 from ..core.errors import DeepPixelError
 
+METRES_PER_DEGREE = 111_320.0
 SUPPORTED_DTYPES = ("uint8", "int8", "uint16", "int16", "uint32", "int32", "float32", "float64")
 
 
@@ -31,6 +33,25 @@ class RasterInfo:
     def pixel_size(self) -> tuple:
         a, b, _c, d, e, _f = self.transform[:6]
         return (float(np.hypot(a, d)), float(np.hypot(b, e)))
+
+
+def pixel_metres(pixel_size, geographic: bool, lat: float = 0.0) -> tuple:
+    """(x, y) pixel size in metres: degrees are converted at latitude ``lat`` (x shrinks with its cosine)."""
+    if not geographic:
+        return tuple(pixel_size)
+    return (pixel_size[0] * METRES_PER_DEGREE * math.cos(math.radians(lat)), pixel_size[1] * METRES_PER_DEGREE)
+
+
+def pixel_height_metres(pixel_size, crs_wkt: str | None):
+    """A pixel's height in metres (degrees converted) from its size and CRS; None when the size is unknown.
+    A CRS that cannot be read leaves the size in its own units."""
+    if not pixel_size:
+        return None
+    try:
+        geographic = bool(crs_wkt) and rasterio.crs.CRS.from_wkt(crs_wkt).is_geographic
+    except rasterio.errors.CRSError:
+        geographic = False
+    return pixel_metres(pixel_size, geographic)[1]
 
 
 def open_raster(path: str):

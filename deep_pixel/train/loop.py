@@ -26,10 +26,12 @@ from ..core.device import select_device
 from ..core.errors import Cancelled, DeepPixelError, Terminated
 from ..core.inputs import InputTransform
 from ..core.progress import Progress, check
+from ..io.raster import pixel_height_metres
 from ..io.staging import staged_folder
 from ..model.registry import build_model
 from . import distributed, resume
 from .augment import BatchMaker, augmentation_set, label_lut
+from .average import WeightAverage
 from .best import BestEpoch
 from .budget import Budget
 from .checkpoint import Checkpoints, check_train_destinations
@@ -126,7 +128,7 @@ def _train(run: _Run, folders, output_folder, checkpoints) -> TrainResult:
         progress.report(0.96, "writing the model package")
         with staged_folder(output_folder) as tmp:
             progress.check_cancelled()
-            log = _write_best(run, tmp, with_onnx=True)
+            log = _write_best(run, tmp, run.model, with_onnx=True)
         checkpoints.remove(completed=True)
     distributed.barrier(run.dist)                # the other ranks wait until the package is in place
     emd_path = os.path.join(output_folder, run.name + ".emd")
@@ -181,7 +183,8 @@ def _prepare_network(run: _Run) -> None:
         run.why = "from the pretrained model"
         return
     run.model_type, run.backbone = options.network()
-    run.params, run.why = network_parameters(options, run.device.type == "cuda", len(data.bands))
+    run.params, run.why = network_parameters(options, run.device.type == "cuda", len(data.bands),
+                                             pixel_height_metres(data.pixel_size, data.crs_wkt))
     pick_statistics(run)
     wanted = [name for name in INDICES if options.arg(name.lower())]
     run.indices = spectral_indices(data.band_names, data.bands, wanted)
@@ -316,6 +319,8 @@ def _prepare_optimiser(run: _Run, checkpoints) -> None:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", "Detected call of `lr_scheduler.step", UserWarning)
             run.scheduler.step()
+    if options.arg("average_epochs"):
+        run.stepper.average = WeightAverage(run.model, options.arg("average_epochs"), run.steps_per_epoch)
     if d.active:
         run.stepper.model = distributed.wrap(run.model, d, run.device)
         run.stepper.agree = lambda flag: distributed.all_agree(d, flag, run.device)
@@ -356,7 +361,7 @@ def _fit(run: _Run, checkpoints) -> None:
         losses, seconds = train_epoch(run, epoch)
         record = evaluate_epoch(run, epoch, losses, seconds)
         sound = run.health.sound(record)
-        best = run.best.update(epoch, record[options.monitor], run.summary, run.model, sound)
+        best = run.best.update(epoch, record[options.monitor], run.summary, run.stepper.measured, sound)
         progress.log(f"Epoch {epoch}: train loss {record['train_loss']:.4f}, valid loss {record['valid_loss']:.4f}, "
                      f"accuracy {_pct(record['accuracy'])}, mIoU {_pct(record['miou'])}, learning rate "
                      f"{record['lr']:.2g}" + (" (best so far)" if best else ""))
@@ -375,7 +380,7 @@ def _checkpoint(run: _Run, checkpoints, epoch: int) -> None:
     progress = run.progress
     progress.check_cancelled()
     state = resume.capture(run, epoch) if checkpoints.active else None
-    checkpoints.save(epoch, lambda folder, e=epoch: _write_best(run, folder, checkpoint={
+    checkpoints.save(epoch, lambda folder, e=epoch: _write_best(run, folder, run.stepper.measured, checkpoint={
         "epoch": e, "epochs_run": e, "complete": False,
         "note": "best epoch so far of an unfinished training run"}), state)
     run.train_progress.report(run.budget.fraction(run.step), f"epoch {epoch}: checkpoint written")
@@ -396,10 +401,10 @@ def _log(run: _Run) -> dict:
     return log
 
 
-def _write_best(run: _Run, folder: str, checkpoint=None, with_onnx=False) -> dict:
-    """The package of the best epoch so far (``run.model`` holds its weights) into ``folder``."""
+def _write_best(run: _Run, folder: str, model, checkpoint=None, with_onnx=False) -> dict:
+    """The package of the best epoch so far (``model`` holds its weights) into ``folder``."""
     import torch
-    options, best, model = run.options, run.best, run.model
+    options, best = run.options, run.best
     log = _log(run)
 
     def predict(x):

@@ -18,9 +18,11 @@ LR_SCALING = ("none", "linear", "sqrt")
 LIGHT_DECODER = {"encoder_depth": 4, "decoder_channels": [64, 32, 16, 16]}
 LIGHT_ARCHITECTURES = ("UNET", "UNETPLUSPLUS", "MANET")
 # bench_quality (README, Model quality): the per-pixel branch raised held-out mIoU on both multispectral
-# scenes (Landsat 8 bands, Sentinel-2 10 bands) and lowered it on the RGB aerial scene (colour alone says
-# little there).
+# scenes (Landsat 30 m, 8 bands; Sentinel-2 10 m, 10 bands) and lowered it on the 0.5 m RGB aerial scene,
+# where classes are shapes and one pixel's colour says little. Auto: more than 3 bands and pixels of at
+# least BRANCH_MIN_METRES (a 4-band 0.5 m urban scene is a shape problem like the aerial one).
 AUTO_PIXEL_BRANCH = 32
+BRANCH_MIN_METRES = 2.0
 
 
 class Arg(NamedTuple):
@@ -44,13 +46,17 @@ MODEL_ARGUMENTS = {
                                 "auto (light on CPU for U-Net family)", choices=DECODERS),
     "pixel_branch": Arg(int, -1, "hidden channels of a per-pixel branch (1x1 convolutions on the input bands) "
                                  "whose class scores are added to the decoder's (0: none; -1: auto, "
-                                 f"{AUTO_PIXEL_BRANCH} for rasters of more than 3 bands, none for RGB)", -1,
+                                 f"{AUTO_PIXEL_BRANCH} for rasters of more than 3 bands with pixels of "
+                                 f"{BRANCH_MIN_METRES:g} m or more, none otherwise)", -1,
                          MAX_PIXEL_BRANCH),
     "patience": Arg(int, 10, "epochs without gain before stopping", 1, 1000),
     "anneal_epochs": Arg(int, 3, "at a plateau (patience used up) before the end: epochs over which the learning "
                                  "rate decays to its end before training stops (0: stop at once)", 0, 1000),
     "min_improvement": Arg(float, 0.01, "a gain smaller than this share of the best value counts as none for "
                                         "patience (the plateau)", 0, 1),
+    "average_epochs": Arg(float, 1.0, "time constant, in epochs, of the running average of the weights that is "
+                                      "measured and kept (0: the weights as they are at the end of each epoch)",
+                          0, 1000),
     "weight_decay": Arg(float, 1e-4, "AdamW weight decay", 0, 1),
     "warmup_fraction": Arg(float, 0.05, "share of steps with linear learning-rate warm-up", 0, 1),
     "steps_per_epoch": Arg(int, 0, "training batches per epoch (0: one pass over the training chips, at least "
@@ -323,8 +329,9 @@ def parse_option(text) -> dict:
         raise ModelArgumentsError(str(e)) from None
 
 
-def network_parameters(options: TrainOptions, on_cuda: bool, bands: int = 3) -> tuple:
-    """(extra network parameters, sentence saying why) for the chosen decoder and pixel branch."""
+def network_parameters(options: TrainOptions, on_cuda: bool, bands: int = 3, metres: float | None = None) -> tuple:
+    """(extra network parameters, sentence saying why) for the chosen decoder and pixel branch; ``metres``:
+    the training raster's pixel size (None: unknown, the band count decides alone)."""
     decoder = options.arg("decoder")
     if decoder == "auto":
         model_type = options.network()[0]
@@ -343,9 +350,11 @@ def network_parameters(options: TrainOptions, on_cuda: bool, bands: int = 3) -> 
         params, why = {}, f"decoder default ({why})"
     branch = options.arg("pixel_branch")
     if branch < 0:
-        branch = AUTO_PIXEL_BRANCH if bands > 3 else 0
-        why += (f", a per-pixel branch of {branch} channels (auto: {bands} bands)" if branch
-                else f", no per-pixel branch (auto: {bands} bands)")
+        fine = metres is not None and metres < BRANCH_MIN_METRES
+        branch = AUTO_PIXEL_BRANCH if bands > 3 and not fine else 0
+        said = f"{bands} bands" + (f", {metres:.3g} m pixels" if metres is not None else "")
+        why += (f", a per-pixel branch of {branch} channels (auto: {said})" if branch
+                else f", no per-pixel branch (auto: {said})")
     elif branch:
         why += f", a per-pixel branch of {branch} channels"
     if branch:

@@ -2,7 +2,7 @@
 strong photometric change.
 
 Sparse polygons label a few percent of each crop; the rest is the same imagery, unlabelled. Each step,
-the network (without gradients) classifies the crop as it is (the weak view: flips and turns only); where
+the network's weight average (average.py; the network itself without it), without gradients, classifies the crop as it is (the weak view: flips and turns only); where
 it is confident (top probability at least ``threshold``) on an unlabelled pixel, that class becomes the
 pixel's target. The network then learns from a strong view of the same crop (brightness and contrast
 per band, noise, one erased square: the geometry is unchanged, so targets stay aligned): the labelled
@@ -63,7 +63,7 @@ def consistency_loss(stepper, x, y):
     import torch
     semi = stepper.semi
     with torch.no_grad():
-        teacher = stepper.forward(x, stepper.plain)
+        teacher = stepper.forward(x, stepper.measured)
     pseudo, confident = semi.targets(teacher, y)
     logits = stepper.forward(semi.strong(x))
     supervised = stepper.loss_fn(logits, y)

@@ -78,6 +78,7 @@ class Stepper:
         self.agree = agree              # distributed: flag -> whether it holds on every process
         self.semi = None                # semi.Consistency: also learn from the crops' unlabelled pixels
         self.supervised = None          # with semi: the last batch's loss on its labelled pixels (what is reported)
+        self.average = None             # average.WeightAverage: the weights that are measured and kept
 
     def objective(self, x, y):
         """The loss of one (micro-)batch: supervised, plus pseudo-labels once semi-supervision has weight."""
@@ -86,6 +87,11 @@ class Stepper:
             from .semi import consistency_loss
             return consistency_loss(self, x, y)
         return self.loss_fn(self.forward(x), y)
+
+    @property
+    def measured(self):
+        """The network that epochs measure and the package keeps: the weight average, or the network itself."""
+        return self.average.model if self.average is not None else self.plain
 
     @property
     def plain(self):
@@ -137,6 +143,8 @@ class Stepper:
         if self.agree is not None:      # every process steps, or none (their gradients were averaged)
             finite = self.agree(finite)
         self.applied = self._update(finite)
+        if self.applied and self.average is not None:
+            self.average.update(self.plain)
         return total
 
     def _update(self, finite: bool) -> bool:
@@ -153,12 +161,12 @@ class Stepper:
 
     def evaluate(self, batches, class_values) -> tuple:
         """(summed loss over labelled pixels, labelled pixels, ConfusionMatrix) over ``batches`` of (x, y)
-        whole chips, without augmentation, on the network itself (never its distributed wrapper)."""
+        whole chips, without augmentation, on the measured network (never the distributed wrapper)."""
         import torch
         values = np.asarray(class_values)
         cm = ConfusionMatrix(class_values)
         loss_sum, weight = 0.0, 0
-        net = self.plain
+        net = self.measured
         was_training = net.training
         net.eval()
         try:

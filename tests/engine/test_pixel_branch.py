@@ -1,5 +1,5 @@
 """Issue 16: the per-pixel branch (1x1 convolutions on the input bands added to the decoder's scores):
-auto by band count, recorded in the .emd, rebuilt by Classify Pixels and the ONNX file, refused when
+auto by band count and pixel size, recorded in the .emd, rebuilt by Classify Pixels and the ONNX file, refused when
 the .emd's value is not a channel count."""
 import json
 import os
@@ -28,6 +28,20 @@ def test_auto_adds_the_branch_for_multispectral_rasters_only():
     assert params["pixel_branch"] == AUTO_PIXEL_BRANCH and "auto: 4 bands" in why
     assert "pixel_branch" not in network_parameters(TrainOptions(model_arguments={"pixel_branch": 0}), False, 10)[0]
     assert network_parameters(TrainOptions(model_arguments={"pixel_branch": 8}), False, 3)[0]["pixel_branch"] == 8
+    # auto also needs pixels of 2 m or more: a 4-band 0.5 m urban scene is about shapes, as the RGB aerial one is
+    params, why = network_parameters(auto, False, bands=4, metres=0.5)
+    assert "pixel_branch" not in params and "0.5 m pixels" in why
+    assert network_parameters(auto, False, bands=4, metres=10.0)[0]["pixel_branch"] == AUTO_PIXEL_BRANCH
+    assert network_parameters(TrainOptions(model_arguments={"pixel_branch": 8}), False, 4, 0.5)[0]["pixel_branch"] == 8
+
+
+def test_pixel_height_in_metres_from_the_crs():
+    from rasterio.crs import CRS
+
+    from deep_pixel.io.raster import pixel_height_metres
+    assert pixel_height_metres((30.0, 30.0), CRS.from_epsg(32615).to_wkt()) == 30.0
+    assert pixel_height_metres((1e-5, 1e-5), CRS.from_epsg(4326).to_wkt()) == pytest.approx(1.1132)
+    assert pixel_height_metres(None, None) is None
 
 
 def test_the_branch_reaches_every_output_pixel_and_survives_a_state_dict_round_trip():
