@@ -41,6 +41,7 @@ class ChipSet:
     band_names: list = field(default_factory=list)
     folders: list = field(default_factory=list)
     raster_stats: dict | None = None     # the whole source raster's band statistics (None: not recorded)
+    sources: list = field(default_factory=list)    # each folder's source raster as Export recorded it (path, size...)
 
     @property
     def num_bands(self) -> int:
@@ -298,6 +299,7 @@ def read_folder(folder: str, progress: Progress | None = None) -> ChipSet:
                    crs_wkt=crs_wkt if isinstance(crs_wkt, str) and crs_wkt else first_crs,
                    pixel_size=tuple(float(v) for v in pixel) if _numbers(pixel, 2) else None,
                    band_names=[str(n) for n in names] if isinstance(names, list) else [], folders=[folder],
+                   sources=[src] if src else [],
                    raster_stats=raster if _valid_stats(raster, shape[0]) else None)
 
 
@@ -370,4 +372,5 @@ def read_chip_folders(folders, progress: Progress | None = None) -> ChipSet:
     tile = max(heights)
     return ChipSet(chips=chips, schema=schema, bands=first.bands, band_stats=stats, dtype=first.dtype,
                    tile_size=tile, crs_wkt=first.crs_wkt, pixel_size=first.pixel_size,
-                   band_names=first.band_names, folders=[f for s in sets for f in s.folders], raster_stats=raster)
+                   band_names=first.band_names, folders=[f for s in sets for f in s.folders], raster_stats=raster,
+                   sources=[r for s in sets for r in s.sources])

@@ -112,6 +112,7 @@ class _Run:
         self.options, self.progress, self.name = options, progress, name
         self.epochs, self.stopped_early, self.step, self.start_epoch = [], False, 0, 0
         self.stopped_by_time = False
+        self.pretrained_until = 0.03               # progress share taken before training (pretraining raises it)
         self.best = BestEpoch(options.monitor, options.arg("patience"), options.arg("min_improvement"))
         self.t_start = time.monotonic()            # TIME_LIMIT counts from here
         self.dist, self.loader, self.resumed, self.frozen, self.started = distributed.Dist(), None, None, False, None
@@ -304,6 +305,7 @@ def _prepare_optimiser(run: _Run, checkpoints) -> None:
                      f"with {run.resumed['processes']} process(es)): weights, optimiser state and learning rate "
                      f"{run.lr:.3g}; training goes on with epoch {run.start_epoch + 1}.")
     else:
+        _pretrain(run)
         _pick_learning_rate(run)
     for g in optimizer.param_groups:
         g["lr"] = g["initial_lr"] = run.lr
@@ -324,7 +326,21 @@ def _prepare_optimiser(run: _Run, checkpoints) -> None:
     if d.active:
         run.stepper.model = distributed.wrap(run.model, d, run.device)
         run.stepper.agree = lambda flag: distributed.all_agree(d, flag, run.device)
-    run.train_progress = progress.sub(0.08, 0.95) if run.lr_test else progress.sub(0.03, 0.95)
+    start = run.pretrained_until
+    run.train_progress = progress.sub(start + 0.05, 0.95) if run.lr_test else progress.sub(start, 0.95)
+
+
+def _pretrain(run: _Run) -> None:
+    """PRETRAIN_ON_RASTER: self-supervised pretraining (rank 0; its weights shared), then its encoder and decoder
+    into the network (pretrain.py)."""
+    if not run.options.pretrain_on_raster:
+        return
+    from .pretrain import pretrain
+    minutes, limit = run.options.pretrain_on_raster, run.options.time_limit
+    run.pretrained_until = 0.03 + 0.9 * minutes / (minutes + (limit or minutes))
+    state = pretrain(run, run.progress.sub(0.03, run.pretrained_until)) if run.dist.main else None
+    load_matching(run.model, distributed.share(run.dist, state), "self-supervised pretraining", run.progress)
+    run.t_start = time.monotonic()               # TIME_LIMIT covers supervised training
 
 
 def _pick_learning_rate(run: _Run) -> None:
@@ -340,7 +356,7 @@ def _pick_learning_rate(run: _Run) -> None:
         found = None
         if d.main:
             found = find_learning_rate(run.stepper, run.maker.sample, random_batch, options.arg("lr_test_steps"),
-                                       progress.sub(0.03, 0.08))
+                                       progress.sub(run.pretrained_until, run.pretrained_until + 0.05))
         run.lr_test = distributed.share(d, found)
         base = run.lr_test["lr"]
         progress.log(f"Learning-rate range test picked {base:.2g}.")

@@ -136,6 +136,11 @@ class TrainOptions:
         file_filter="Models (*.emd *.dlpk *.pth *.pt)")
     augmentation: str = option("default", "Augmentation", "default: flips and 90-degree rotations", kind="enum",
                                choices=AUGMENTATIONS)
+    pretrain_on_raster: float = option(
+        0.0, "Self-supervised pretraining on the raster (minutes; 0: none)", "before training, the network learns "
+        "for this long to fill in masked squares of random crops of the export's source raster (every pixel, no "
+        "label, nothing downloaded); its encoder and decoder then start training. Not with PRETRAINED_MODEL",
+        minimum=0, maximum=600, advanced=True)
     model_arguments: dict = option(
         {}, "Model arguments (key=value, ...)", "; ".join(f"{k} ({v.help})" for k, v in MODEL_ARGUMENTS.items()),
         kind="keyvalues", optional=True, parse=lambda text: parse_option(text))
@@ -175,6 +180,9 @@ class TrainOptions:
         if self.learning_rate is not None and not 0 < self.learning_rate < 10:
             raise DeepPixelError(f"LEARNING_RATE {self.learning_rate} is out of range (above 0, below 10); use "
                                  "e.g. 0.001, or leave it empty to have it found by a range test.")
+        if self.pretrain_on_raster and self.pretrained_model:
+            raise DeepPixelError("PRETRAIN_ON_RASTER starts a new network from your imagery, and PRETRAINED_MODEL "
+                                 "brings a trained one: set one of them (PRETRAIN_ON_RASTER=0 to fine-tune).")
         if self.validation_percent is not None and not 0 <= self.validation_percent < 100:
             raise DeepPixelError("VALIDATION_PERCENT must be between 0 and 99.")
         self.model_arguments = check_model_arguments(self.model_arguments)

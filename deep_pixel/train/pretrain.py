@@ -1,0 +1,121 @@
+"""Self-supervised pretraining on the user's own imagery (PRETRAIN_ON_RASTER minutes; 0, the default: none).
+
+Before supervised training, a copy of the network with one output per input channel learns to fill in
+masked squares of random crops (masked-image modelling): crops of the export's source raster, every pixel
+of it, labelled or not; the chips' pixels when the source raster is gone or changed. No label is used and
+nothing is downloaded. Its encoder and decoder then start supervised training; the class head (and the
+per-pixel branch) start fresh. The minutes come before TIME_LIMIT's (which covers supervised training);
+progress, ETA and cancel work as in training. Under torchrun, rank 0 pretrains and shares the weights.
+"""
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+
+from ..chips.chip import valid_pixels
+from ..model.registry import build_model
+
+MASK_SQUARE = 8            # px side of the squares that are masked
+MASK_SHARE = 0.5           # share of a crop's squares masked
+HEAD_PREFIXES = ("segmentation_head", "pixel_branch")
+
+
+class Crops:
+    """Random normalised crops of the source raster(s) recorded by Export, else of the chips."""
+
+    def __init__(self, data, transform, crop: int, seed: int):
+        import rasterio
+        self.data, self.transform, self.crop = data, transform, crop
+        self.rng = np.random.default_rng(seed + 104729)
+        self.rasters = []
+        for src in data.sources:
+            path = src.get("path")
+            if isinstance(path, str) and os.path.isfile(path):
+                try:
+                    ds = rasterio.open(path)
+                except rasterio.errors.RasterioError:       # damaged or unreadable: the chips stand in
+                    continue
+                if (ds.width, ds.height, ds.count) == (src.get("width"), src.get("height"), src.get("count")) \
+                        and min(ds.width, ds.height) >= crop:
+                    self.rasters.append(ds)
+                else:
+                    ds.close()
+        self.chips = [c for c in data.chips if min(c.shape[1:]) >= crop] or list(data.chips)
+
+    @property
+    def described(self) -> str:
+        if self.rasters:
+            return "random crops of " + ", ".join(os.path.basename(ds.name) for ds in self.rasters)
+        return f"random crops of the {len(self.chips)} chips (the source raster cannot be read)"
+
+    def _one(self):
+        from rasterio.windows import Window
+        c, rng = self.crop, self.rng
+        if self.rasters:
+            ds = self.rasters[int(rng.integers(len(self.rasters)))]
+            y, x = int(rng.integers(0, ds.height - c + 1)), int(rng.integers(0, ds.width - c + 1))
+            raw = ds.read(indexes=list(self.data.bands), window=Window(x, y, c, c))
+            valid = valid_pixels(raw, ds.nodata)
+        else:
+            chip = self.chips[int(rng.integers(len(self.chips)))]
+            h, w = chip.shape[1:]
+            ch, cw = min(c, h), min(c, w)
+            y, x = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
+            raw, valid = chip.read_image((y, x, ch, cw))
+        image = self.transform.apply(raw, valid)
+        image = image[:, :, ::-1] if rng.random() < 0.5 else image
+        image = np.rot90(image, int(rng.integers(4)), axes=(1, 2)) if image.shape[1] == image.shape[2] else image
+        out = np.zeros((image.shape[0], c, c), np.float32)
+        out[:, :image.shape[1], :image.shape[2]] = image
+        return out
+
+    def batch(self, size: int) -> np.ndarray:
+        return np.stack([self._one() for _ in range(size)])
+
+    def masks(self, size: int) -> np.ndarray:
+        """(size, 1, crop, crop) float: 1 where a square is masked."""
+        n = -(-self.crop // MASK_SQUARE)
+        squares = (self.rng.random((size, 1, n, n)) < MASK_SHARE).astype(np.float32)
+        return squares.repeat(MASK_SQUARE, 2).repeat(MASK_SQUARE, 3)[:, :, :self.crop, :self.crop]
+
+    def close(self) -> None:
+        for ds in self.rasters:
+            ds.close()
+
+
+def pretrain(run, progress) -> dict:
+    """The pretext network's encoder and decoder weights after ``run.options.pretrain_on_raster`` minutes."""
+    import torch
+    options, channels = run.options, run.transform.channels
+    params = {k: v for k, v in run.params.items() if k != "pixel_branch"}
+    net = build_model(run.model_type, run.backbone, channels, channels, **params).to(run.device).train()
+    optimizer = torch.optim.AdamW(net.parameters(), lr=1e-3, weight_decay=options.arg("weight_decay"))
+    crops = Crops(run.data, run.transform, run.crop, options.seed)
+    seconds, t0, steps, losses = options.pretrain_on_raster * 60.0, time.monotonic(), 0, []
+    progress.log(f"Self-supervised pretraining for {options.pretrain_on_raster:g} min: the network learns to fill "
+                 f"in masked {MASK_SQUARE} px squares of {crops.described}.")
+    try:
+        while not steps or time.monotonic() - t0 < seconds:
+            progress.check_cancelled()
+            x = torch.from_numpy(crops.batch(options.batch_size)).to(run.device)
+            m = torch.from_numpy(crops.masks(options.batch_size)).to(run.device)
+            for g in optimizer.param_groups:       # a short warm-up, then a constant rate
+                g["lr"] = 1e-3 * min(1.0, (steps + 1) / 20)
+            with torch.autocast("cuda", dtype=torch.float16, enabled=run.device.type == "cuda"):
+                out = net(x * (1 - m))
+            loss = (((out.float() - x) ** 2) * m).sum() / (m.sum() * channels).clamp_min(1.0)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            steps, elapsed = steps + 1, time.monotonic() - t0
+            losses.append(float(loss.detach()))
+            left = max(0.0, seconds - elapsed)
+            progress.report(min(1.0, elapsed / seconds), f"pretraining step {steps}, masked-pixel loss "
+                            f"{np.mean(losses[-20:]):.3f}, ETA {int(left) // 60:02d}:{int(left) % 60:02d}")
+    finally:
+        crops.close()
+    progress.log(f"Pretraining done: {steps} steps, masked-pixel loss {np.mean(losses[:20]):.3f} at the start, "
+                 f"{np.mean(losses[-20:]):.3f} at the end (0 would be a perfect fill-in; 1 is the band variance).")
+    return {k: v.detach().cpu() for k, v in net.state_dict().items() if not k.startswith(HEAD_PREFIXES)}
