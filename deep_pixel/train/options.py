@@ -54,7 +54,7 @@ MODEL_ARGUMENTS = {
                                  "rate decays to its end before training stops (0: stop at once)", 0, 1000),
     "min_improvement": Arg(float, 0.01, "a gain smaller than this share of the best value counts as none for "
                                         "patience (the plateau)", 0, 1),
-    "average_epochs": Arg(float, 1.0, "time constant, in epochs, of the running average of the weights that is "
+    "average_epochs": Arg(float, 0.0, "time constant, in epochs, of the running average of the weights that is "
                                       "measured and kept (0: the weights as they are at the end of each epoch)",
                           0, 1000),
     "weight_decay": Arg(float, 1e-4, "AdamW weight decay", 0, 1),

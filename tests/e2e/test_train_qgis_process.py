@@ -33,7 +33,7 @@ def test_export_then_train_on_landsat(landsat, tmp_path):
                             f"INPUT_TRAINING_DATA={chips}", "MAX_EPOCHS=2", "MODEL_TYPE=UNET", "BACKBONE=resnet18",
                             "BATCH_SIZE=4", "VALIDATION_PERCENT=20", "MONITOR=accuracy",
                             "MODEL_ARGUMENTS=chip_size=32,steps_per_epoch=3,lr_test_steps=5,class_balancing=true",
-                            "SEED=7", "DEVICE=auto", f"OUTPUT_MODEL={model}")
+                            "SEED=7", "DEVICE=auto", "PRETRAIN_ON_RASTER=0.02", f"OUTPUT_MODEL={model}")
     res = _results(proc)
     assert res["MODEL_DEFINITION"] == str(model / "landsat_model.emd")
     assert sorted(os.listdir(model)) == ["landsat_model.dlpk", "landsat_model.emd", "landsat_model.onnx",
@@ -49,6 +49,8 @@ def test_export_then_train_on_landsat(landsat, tmp_path):
     log = json.load(open(model / "training_log.json"))
     assert log["lr_range_test"]["rates"] and log["validation_chips"] > 0
     assert "Learning-rate range test picked" in proc.stdout + proc.stderr
+    assert "Pretraining done" in proc.stdout + proc.stderr
+    assert "from the self-supervised pretraining" in proc.stdout + proc.stderr
     # ... then classify the scene with that model and score it against the polygons, all via qgis_process
     classified = tmp_path / "landsat_classes.tif"
     res = _results(run_qgis_process("run", "deeppixel:classifypixels", "--json", "--",

@@ -63,17 +63,6 @@ def test_plateau_needs_a_clear_gain():
     assert not best.exhausted and best.update(4, 0.90, {}, net) and best.stale == 0
 
 
-def test_a_tie_takes_the_later_epoch_without_restarting_patience():
-    net = torch.nn.Linear(1, 1)
-    best = BestEpoch("miou", patience=2)
-    assert best.update(1, 1.0, {}, net)
-    with torch.no_grad():
-        net.weight.fill_(5.0)
-    assert best.update(2, 1.0, {}, net) and best.epoch == 2 and best.stale == 1     # 100% on training chips again
-    assert float(best.state["weight"]) == 5.0
-    assert not best.update(3, 0.9, {}, net) and best.epoch == 2 and best.exhausted
-
-
 def test_time_limit_stops_training_with_the_rate_decayed(chips, tmp_path):
     progress = RecordingProgress()
     r = train_model(chips, str(tmp_path / "m"), options(time_limit=0.1, stop_when_not_improving=False), progress)
