@@ -15,11 +15,14 @@ import time
 import numpy as np
 
 from ..chips.chip import valid_pixels
+from ..core.device import is_oom
 from ..model.registry import build_model
 
 MASK_SQUARE = 8            # px side of the squares that are masked
 MASK_SHARE = 0.5           # share of a crop's squares masked
 HEAD_PREFIXES = ("segmentation_head", "pixel_branch")
+LEARNING_RATE = 1e-3
+WARMUP_STEPS = 20
 
 
 class Crops:
@@ -91,31 +94,61 @@ def pretrain(run, progress) -> dict:
     options, channels = run.options, run.transform.channels
     params = {k: v for k, v in run.params.items() if k != "pixel_branch"}
     net = build_model(run.model_type, run.backbone, channels, channels, **params).to(run.device).train()
-    optimizer = torch.optim.AdamW(net.parameters(), lr=1e-3, weight_decay=options.arg("weight_decay"))
+    step = _Step(net, torch.optim.AdamW(net.parameters(), lr=LEARNING_RATE, weight_decay=options.arg("weight_decay")),
+                 run.device, options.batch_size, progress)
     crops = Crops(run.data, run.transform, run.crop, options.seed)
-    seconds, t0, steps, losses = options.pretrain_on_raster * 60.0, time.monotonic(), 0, []
+    seconds, t0, losses = options.pretrain_on_raster * 60.0, time.monotonic(), []
     progress.log(f"Self-supervised pretraining for {options.pretrain_on_raster:g} min: the network learns to fill "
                  f"in masked {MASK_SQUARE} px squares of {crops.described}.")
     try:
-        while not steps or time.monotonic() - t0 < seconds:
+        while not losses or time.monotonic() - t0 < seconds:
             progress.check_cancelled()
-            x = torch.from_numpy(crops.batch(options.batch_size)).to(run.device)
-            m = torch.from_numpy(crops.masks(options.batch_size)).to(run.device)
-            for g in optimizer.param_groups:       # a short warm-up, then a constant rate
-                g["lr"] = 1e-3 * min(1.0, (steps + 1) / 20)
-            with torch.autocast("cuda", dtype=torch.float16, enabled=run.device.type == "cuda"):
-                out = net(x * (1 - m))
-            loss = (((out.float() - x) ** 2) * m).sum() / (m.sum() * channels).clamp_min(1.0)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            steps, elapsed = steps + 1, time.monotonic() - t0
-            losses.append(float(loss.detach()))
+            losses.append(step(crops, len(losses)))
+            elapsed = time.monotonic() - t0
             left = max(0.0, seconds - elapsed)
-            progress.report(min(1.0, elapsed / seconds), f"pretraining step {steps}, masked-pixel loss "
+            progress.report(min(1.0, elapsed / seconds), f"pretraining step {len(losses)}, masked-pixel loss "
                             f"{np.mean(losses[-20:]):.3f}, ETA {int(left) // 60:02d}:{int(left) % 60:02d}")
     finally:
         crops.close()
-    progress.log(f"Pretraining done: {steps} steps, masked-pixel loss {np.mean(losses[:20]):.3f} at the start, "
+    progress.log(f"Pretraining done: {len(losses)} steps, masked-pixel loss {np.mean(losses[:20]):.3f} at the start, "
                  f"{np.mean(losses[-20:]):.3f} at the end (0 would be a perfect fill-in; 1 is the band variance).")
     return {k: v.detach().cpu() for k, v in net.state_dict().items() if not k.startswith(HEAD_PREFIXES)}
+
+
+class _Step:
+    """One pretext step: mean squared error on the masked pixels; on CUDA mixed precision with gradient
+    scaling, and on out-of-memory the batch is halved and the step retried."""
+
+    def __init__(self, net, optimizer, device, batch: int, progress):
+        import torch
+        self.net, self.optimizer, self.device, self.batch, self.progress = net, optimizer, device, batch, progress
+        self.cuda = device.type == "cuda"
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.cuda)
+
+    def __call__(self, crops, done: int) -> float:
+        while True:
+            try:
+                return self._once(crops, done)
+            except RuntimeError as e:
+                if not (self.cuda and is_oom(e)) or self.batch <= 1:
+                    raise
+                import torch
+                self.optimizer.zero_grad(set_to_none=True)
+                torch.cuda.empty_cache()
+                self.batch //= 2
+                self.progress.warn(f"CUDA out of memory while pretraining: batch halved to {self.batch}.")
+
+    def _once(self, crops, done: int) -> float:
+        import torch
+        x = torch.from_numpy(crops.batch(self.batch)).to(self.device)
+        m = torch.from_numpy(crops.masks(self.batch)).to(self.device)
+        for g in self.optimizer.param_groups:       # a short warm-up, then a constant rate
+            g["lr"] = LEARNING_RATE * min(1.0, (done + 1) / WARMUP_STEPS)
+        with torch.autocast("cuda", dtype=torch.float16, enabled=self.cuda):
+            out = self.net(x * (1 - m))
+        loss = (((out.float() - x) ** 2) * m).sum() / (m.sum() * x.shape[1]).clamp_min(1.0)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        return float(loss.detach())
