@@ -112,6 +112,7 @@ class _Run:
         self.options, self.progress, self.name = options, progress, name
         self.epochs, self.stopped_early, self.step, self.start_epoch = [], False, 0, 0
         self.stopped_by_time = False
+        self.metres = None                         # the training raster's pixel height in metres (None: unknown)
         self.pretrained_until = 0.03               # progress share taken before training (pretraining raises it)
         self.best = BestEpoch(options.monitor, options.arg("patience"), options.arg("min_improvement"))
         self.t_start = time.monotonic()            # TIME_LIMIT counts from here
@@ -184,8 +185,8 @@ def _prepare_network(run: _Run) -> None:
         run.why = "from the pretrained model"
         return
     run.model_type, run.backbone = options.network()
-    run.params, run.why = network_parameters(options, run.device.type == "cuda", len(data.bands),
-                                             pixel_height_metres(data.pixel_size, data.crs_wkt))
+    run.metres = pixel_height_metres(data.pixel_size, data.crs_wkt)
+    run.params, run.why = network_parameters(options, run.device.type == "cuda", len(data.bands), run.metres)
     pick_statistics(run)
     wanted = [name for name in INDICES if options.arg(name.lower())]
     run.indices = spectral_indices(data.band_names, data.bands, wanted)
@@ -333,12 +334,12 @@ def _prepare_optimiser(run: _Run, checkpoints) -> None:
 def _pretrain(run: _Run) -> None:
     """PRETRAIN_ON_RASTER: self-supervised pretraining (rank 0; its weights shared), then its encoder and decoder
     into the network (pretrain.py)."""
-    if not run.options.pretrain_on_raster:
+    minutes = run.options.pretrain_on_raster
+    if not minutes:
         return
     from .pretrain import pretrain
-    minutes, limit = run.options.pretrain_on_raster, run.options.time_limit
-    run.pretrained_until = 0.03 + 0.9 * minutes / (minutes + (limit or minutes))
-    state = pretrain(run, run.progress.sub(0.03, run.pretrained_until)) if run.dist.main else None
+    run.pretrained_until = 0.03 + 0.9 * minutes / (minutes + (run.options.time_limit or minutes))
+    state = pretrain(run, minutes, run.progress.sub(0.03, run.pretrained_until)) if run.dist.main else None
     load_matching(run.model, distributed.share(run.dist, state), "self-supervised pretraining", run.progress)
     run.t_start = time.monotonic()               # TIME_LIMIT covers supervised training
 

@@ -19,10 +19,16 @@ LIGHT_DECODER = {"encoder_depth": 4, "decoder_channels": [64, 32, 16, 16]}
 LIGHT_ARCHITECTURES = ("UNET", "UNETPLUSPLUS", "MANET")
 # bench_quality (README, Model quality): the per-pixel branch raised held-out mIoU on both multispectral
 # scenes (Landsat 30 m, 8 bands; Sentinel-2 10 m, 10 bands) and lowered it on the 0.5 m RGB aerial scene,
-# where classes are shapes and one pixel's colour says little. Auto: more than 3 bands and pixels of at
-# least BRANCH_MIN_METRES (a 4-band 0.5 m urban scene is a shape problem like the aerial one).
+# where classes are shapes and one pixel's colour says little. Auto turns it on for "spectral" rasters:
+# more than 3 bands and pixels of at least SPECTRAL_MIN_METRES (a 4-band 0.5 m urban scene is a shape
+# problem like the aerial one).
 AUTO_PIXEL_BRANCH = 32
-BRANCH_MIN_METRES = 2.0
+SPECTRAL_MIN_METRES = 2.0
+
+
+def spectral(bands: int, metres: float | None) -> bool:
+    """Whether a raster is multispectral at a resolution where a pixel's own spectrum says much (the auto rule)."""
+    return bands > 3 and (metres is None or metres >= SPECTRAL_MIN_METRES)
 
 
 class Arg(NamedTuple):
@@ -47,7 +53,7 @@ MODEL_ARGUMENTS = {
     "pixel_branch": Arg(int, -1, "hidden channels of a per-pixel branch (1x1 convolutions on the input bands) "
                                  "whose class scores are added to the decoder's (0: none; -1: auto, "
                                  f"{AUTO_PIXEL_BRANCH} for rasters of more than 3 bands with pixels of "
-                                 f"{BRANCH_MIN_METRES:g} m or more, none otherwise)", -1,
+                                 f"{SPECTRAL_MIN_METRES:g} m or more, none otherwise)", -1,
                          MAX_PIXEL_BRANCH),
     "patience": Arg(int, 10, "epochs without gain before stopping", 1, 1000),
     "anneal_epochs": Arg(int, 3, "at a plateau (patience used up) before the end: epochs over which the learning "
@@ -358,8 +364,7 @@ def network_parameters(options: TrainOptions, on_cuda: bool, bands: int = 3, met
         params, why = {}, f"decoder default ({why})"
     branch = options.arg("pixel_branch")
     if branch < 0:
-        fine = metres is not None and metres < BRANCH_MIN_METRES
-        branch = AUTO_PIXEL_BRANCH if bands > 3 and not fine else 0
+        branch = AUTO_PIXEL_BRANCH if spectral(bands, metres) else 0
         said = f"{bands} bands" + (f", {metres:.3g} m pixels" if metres is not None else "")
         why += (f", a per-pixel branch of {branch} channels (auto: {said})" if branch
                 else f", no per-pixel branch (auto: {said})")

@@ -88,8 +88,8 @@ class Crops:
             ds.close()
 
 
-def pretrain(run, progress) -> dict:
-    """The pretext network's encoder and decoder weights after ``run.options.pretrain_on_raster`` minutes."""
+def pretrain(run, minutes: float, progress) -> dict:
+    """The pretext network's encoder and decoder weights after ``minutes`` of pretraining."""
     import torch
     options, channels = run.options, run.transform.channels
     params = {k: v for k, v in run.params.items() if k != "pixel_branch"}
@@ -97,9 +97,9 @@ def pretrain(run, progress) -> dict:
     step = _Step(net, torch.optim.AdamW(net.parameters(), lr=LEARNING_RATE, weight_decay=options.arg("weight_decay")),
                  run.device, options.batch_size, progress)
     crops = Crops(run.data, run.transform, run.crop, options.seed)
-    seconds, t0, losses = options.pretrain_on_raster * 60.0, time.monotonic(), []
-    progress.log(f"Self-supervised pretraining for {options.pretrain_on_raster:g} min: the network learns to fill "
-                 f"in masked {MASK_SQUARE} px squares of {crops.described}.")
+    seconds, t0, losses = minutes * 60.0, time.monotonic(), []
+    progress.log(f"Self-supervised pretraining for {minutes:g} min: the network learns to fill in masked "
+                 f"{MASK_SQUARE} px squares of {crops.described}.")
     try:
         while not losses or time.monotonic() - t0 < seconds:
             progress.check_cancelled()

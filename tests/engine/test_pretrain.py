@@ -83,3 +83,4 @@ def test_pretraining_can_be_cancelled_and_leaves_nothing(chips, tmp_path):
 def test_pretraining_and_a_pretrained_model_are_refused_together(tmp_path):
     with pytest.raises(DeepPixelError, match="PRETRAIN_ON_RASTER.*PRETRAINED_MODEL"):
         _options(pretrain_on_raster=1, pretrained_model=str(tmp_path / "m.emd")).validate()
+
