@@ -44,7 +44,9 @@ from .options import AUTO_VALIDATION_MIN_CHIPS, MIN_STEPS_PER_EPOCH, TrainOption
 from .pretrained import freeze, load_matching, load_pretrained
 from .split import spatial_split
 from .step import SegmentationLoss, Stepper, class_weights
-from .write import build_emd, model_name, sample_pictures, training_log, write_model
+from .pretrain import pretrain_network
+from .write import model_name
+from .write_run import run_log, write_best
 
 CPU_CHIP_SIZE = 64
 # A process whose chips' pixels take less than this holds them in memory; more, and it reads each
@@ -106,7 +108,7 @@ def train_model(folders: str | list[str], output_folder: str, options: TrainOpti
 
 
 class _Run:
-    """One training run: what ``_prepare`` sets up, and what ``_fit`` and ``_write_best`` share."""
+    """One training run: what ``_prepare`` sets up, and what ``_fit`` and ``write_best`` (write_run.py) share."""
 
     def __init__(self, options: TrainOptions, progress: Progress, name: str):
         self.options, self.progress, self.name = options, progress, name
@@ -125,12 +127,12 @@ def _train(run: _Run, folders, output_folder, checkpoints) -> TrainResult:
     _fit(run, checkpoints)
     run.model.load_state_dict(run.best.state)
     run.model.eval()
-    log = _log(run)
+    log = run_log(run)
     if run.dist.main:
         progress.report(0.96, "writing the model package")
         with staged_folder(output_folder) as tmp:
             progress.check_cancelled()
-            log = _write_best(run, tmp, run.model, with_onnx=True)
+            log = write_best(run, tmp, run.model, with_onnx=True)
         checkpoints.remove(completed=True)
     distributed.barrier(run.dist)                # the other ranks wait until the package is in place
     emd_path = os.path.join(output_folder, run.name + ".emd")
@@ -306,7 +308,7 @@ def _prepare_optimiser(run: _Run, checkpoints) -> None:
                      f"with {run.resumed['processes']} process(es)): weights, optimiser state and learning rate "
                      f"{run.lr:.3g}; training goes on with epoch {run.start_epoch + 1}.")
     else:
-        _pretrain(run)
+        pretrain_network(run)
         _pick_learning_rate(run)
     for g in optimizer.param_groups:
         g["lr"] = g["initial_lr"] = run.lr
@@ -329,19 +331,6 @@ def _prepare_optimiser(run: _Run, checkpoints) -> None:
         run.stepper.agree = lambda flag: distributed.all_agree(d, flag, run.device)
     start = run.pretrained_until
     run.train_progress = progress.sub(start + 0.05, 0.95) if run.lr_test else progress.sub(start, 0.95)
-
-
-def _pretrain(run: _Run) -> None:
-    """PRETRAIN_ON_RASTER: self-supervised pretraining (rank 0; its weights shared), then its encoder and decoder
-    into the network (pretrain.py)."""
-    minutes = run.options.pretrain_on_raster
-    if not minutes:
-        return
-    from .pretrain import pretrain
-    run.pretrained_until = 0.03 + 0.9 * minutes / (minutes + (run.options.time_limit or minutes))
-    state = pretrain(run, minutes, run.progress.sub(0.03, run.pretrained_until)) if run.dist.main else None
-    load_matching(run.model, distributed.share(run.dist, state), "self-supervised pretraining", run.progress)
-    run.t_start = time.monotonic()               # TIME_LIMIT covers supervised training
 
 
 def _pick_learning_rate(run: _Run) -> None:
@@ -397,56 +386,11 @@ def _checkpoint(run: _Run, checkpoints, epoch: int) -> None:
     progress = run.progress
     progress.check_cancelled()
     state = resume.capture(run, epoch) if checkpoints.active else None
-    checkpoints.save(epoch, lambda folder, e=epoch: _write_best(run, folder, run.stepper.measured, checkpoint={
+    checkpoints.save(epoch, lambda folder, e=epoch: write_best(run, folder, run.stepper.measured, checkpoint={
         "epoch": e, "epochs_run": e, "complete": False,
         "note": "best epoch so far of an unfinished training run"}), state)
     run.train_progress.report(run.budget.fraction(run.step), f"epoch {epoch}: checkpoint written")
     progress.check_cancelled()
-
-
-def _log(run: _Run) -> dict:
-    """training_log.json's content, with the processes and the resume."""
-    log = training_log(run.epochs, run.best.epoch, run.options, run.stopped_early, run.lr, run.lr_test, run.reason,
-                       run.crop, run.data, run.split, run.model_type, run.backbone, run.why, run.params)
-    if run.dist.active:
-        log["distributed"] = {"processes": run.dist.world, "backend": run.dist.backend,
-                              "batch_per_process": run.batch, "global_batch": run.batch * run.dist.world,
-                              "lr_scaling": run.options.arg("lr_scaling")}
-    if run.resumed:
-        log["resumed_from_epoch"] = run.resumed["epoch"]
-    log["stopped_by_time_limit"] = run.stopped_by_time
-    return log
-
-
-def _write_best(run: _Run, folder: str, model, checkpoint=None, with_onnx=False) -> dict:
-    """The package of the best epoch so far (``model`` holds its weights) into ``folder``."""
-    import torch
-    options, best = run.options, run.best
-    log = _log(run)
-
-    def predict(x):
-        with torch.no_grad():
-            logits = run.stepper.forward(run.stepper.to_device(x), model)
-            return np.asarray(run.class_values)[logits.float().argmax(1).cpu().numpy()]
-
-    was_training = model.training
-    model.eval()
-    try:
-        pictures = sample_pictures(predict, run.data, run.eval_idx, run.schema, run.transform, run.multiple)
-    finally:
-        model.train(was_training)
-        if run.frozen and was_training:
-            model.encoder.eval()
-    emd = build_emd(run.name, run.data, run.schema, options, run.model_type, run.backbone, run.transform.channels,
-                    run.params, run.transform, best.summary, log, run.data.tile_size)
-    if run.indices:
-        emd["SpectralIndices"] = [{"Name": n, "Bands": [run.data.bands[a], run.data.bands[b]],
-                                   "Formula": "(a - b) / (a + b)"} for n, (a, b) in run.indices]
-    if checkpoint:
-        emd["Checkpoint"] = checkpoint
-    write_model(folder, run.name, best.state, emd, log, best.summary, run.schema, pictures,
-                onnx_model=model if with_onnx else None, progress=run.progress)
-    return log
 
 
 def _pct(v):

@@ -83,6 +83,9 @@ MODEL_ARGUMENTS = {
                                        "warm-up"),
     "pseudo_threshold": Arg(float, 0.9, "semi_supervised: the confidence an unlabelled pixel's class needs", 0, 1),
     "unlabelled_weight": Arg(float, 1.0, "semi_supervised: weight of the unlabelled pixels' loss", 0, 100),
+    "pretrain_parts": Arg(str, "encoder+decoder", "with PRETRAIN_ON_RASTER: what the pretraining passes on to "
+                                                  "training: the encoder, or the encoder and the decoder",
+                          choices=("encoder", "encoder+decoder")),
     "loader_workers": Arg(int, -1, "processes reading training chips (-1: auto, 0 on CPU, up to 4 on CUDA; 0: "
                                    "the training process reads them)", -1, 64),
     "lr_scaling": Arg(str, "none", "with torchrun: learning rate as is (none), x the number of processes "

@@ -17,6 +17,8 @@ import numpy as np
 from ..chips.chip import valid_pixels
 from ..core.device import is_oom
 from ..model.registry import build_model
+from . import distributed
+from .pretrained import load_matching
 
 MASK_SQUARE = 8            # px side of the squares that are masked
 MASK_SHARE = 0.5           # share of a crop's squares masked
@@ -88,6 +90,18 @@ class Crops:
             ds.close()
 
 
+def pretrain_network(run) -> None:
+    """PRETRAIN_ON_RASTER: self-supervised pretraining (rank 0; its weights shared), then its encoder and decoder
+    into the network (pretrain.py)."""
+    minutes = run.options.pretrain_on_raster
+    if not minutes:
+        return
+    run.pretrained_until = 0.03 + 0.9 * minutes / (minutes + (run.options.time_limit or minutes))
+    state = pretrain(run, minutes, run.progress.sub(0.03, run.pretrained_until)) if run.dist.main else None
+    load_matching(run.model, distributed.share(run.dist, state), "self-supervised pretraining", run.progress)
+    run.t_start = time.monotonic()               # TIME_LIMIT covers supervised training
+
+
 def pretrain(run, minutes: float, progress) -> dict:
     """The pretext network's encoder and decoder weights after ``minutes`` of pretraining."""
     import torch
@@ -112,7 +126,9 @@ def pretrain(run, minutes: float, progress) -> dict:
         crops.close()
     progress.log(f"Pretraining done: {len(losses)} steps, masked-pixel loss {np.mean(losses[:20]):.3f} at the start, "
                  f"{np.mean(losses[-20:]):.3f} at the end (0 would be a perfect fill-in; 1 is the band variance).")
-    return {k: v.detach().cpu() for k, v in net.state_dict().items() if not k.startswith(HEAD_PREFIXES)}
+    keep = ("encoder.",) if options.arg("pretrain_parts") == "encoder" else None
+    return {k: v.detach().cpu() for k, v in net.state_dict().items()
+            if not k.startswith(HEAD_PREFIXES) and (keep is None or k.startswith(keep))}
 
 
 class _Step:

@@ -84,3 +84,15 @@ def test_pretraining_and_a_pretrained_model_are_refused_together(tmp_path):
     with pytest.raises(DeepPixelError, match="PRETRAIN_ON_RASTER.*PRETRAINED_MODEL"):
         _options(pretrain_on_raster=1, pretrained_model=str(tmp_path / "m.emd")).validate()
 
+
+
+def test_pretrain_parts_encoder_passes_on_the_encoder_only(chips, tmp_path):
+    def loaded(parts):
+        progress = RecordingProgress()
+        opts = _options(pretrain_on_raster=0.01)
+        opts.model_arguments["pretrain_parts"] = parts
+        train_model(chips, str(tmp_path / parts), opts, progress)
+        line = next(m for m in progress.messages if "from the self-supervised pretraining" in m)
+        return int(line.split("Loaded ")[1].split(" ")[0])
+    encoder, both = loaded("encoder"), loaded("encoder+decoder")
+    assert 0 < encoder < both
