@@ -87,15 +87,25 @@ class DeepPixelAlgorithm(QgsProcessingAlgorithm):
 
     def prepareAlgorithm(self, parameters, context, feedback):  # noqa: N802
         """In the main thread (a background task runs processAlgorithm in its own): the raster inputs' files,
-        so that processAlgorithm never touches the project's layers from the task's thread (that crashed QGIS
-        while the dock's Review tab classified in the background)."""
-        self._raster_files = {}
+        and the vector inputs' files, so that processAlgorithm never touches the project's layers from the task's
+        thread (that crashed QGIS while the dock's Review tab classified, and then exported, in the background)."""
+        self._raster_files, self._vector_files = {}, {}
         for definition in self.parameterDefinitions():
             name = definition.name()
-            if definition.type() == "raster" and parameters.get(name) not in (None, ""):
+            if parameters.get(name) in (None, ""):
+                continue
+            if definition.type() == "raster":
                 layer = self.parameterAsRasterLayer(parameters, name, context)
                 if layer is not None and layer.providerType() == "gdal":
                     self._raster_files[name] = layer.source().split("|")[0]
+            elif definition.type() in ("source", "vector"):
+                # a path string matching a project layer's source resolves to that layer: its file (or a
+                # copy written by Processing for memory/selected-only layers) is found here, in the main thread
+                from .layers import vector_file
+                try:
+                    self._vector_files[name] = vector_file(self, parameters, name, context, feedback)
+                except QgsProcessingException:      # said again, inside the error wrapper, by processAlgorithm
+                    pass
         return True
 
     def raster_file(self, parameters, name, context) -> str:

@@ -21,6 +21,9 @@ def vector_file(alg, parameters, name, context, feedback):
     File-backed layers are passed as they are; memory, database and filtered or selected-only
     inputs are first written to a temporary GeoPackage by Processing.
     """
+    found = getattr(alg, "_vector_files", {}).get(name)       # resolved in prepareAlgorithm (the main thread)
+    if found is not None:
+        return found
     path, layer_name = alg.parameterAsCompatibleSourceLayerPathAndLayerName(
         parameters, name, context, ["gpkg", "shp", "geojson", "sqlite", "fgb"], "gpkg", feedback)
     if not path:

@@ -46,3 +46,30 @@ def test_export_error_is_a_processing_error(deeppixel_provider, landsat, tmp_pat
             "INPUT_RASTER": landsat["image"], "INPUT_SAMPLES": landsat["samples"],
             "IMAGE_FORMAT": "PNG", "TILE_SIZE_X": 64, "TILE_SIZE_Y": 64, "OUTPUT_FOLDER": str(tmp_path / "c")})
     assert not os.path.exists(tmp_path / "c")
+
+
+def test_vector_inputs_are_resolved_in_the_main_thread(deeppixel_provider, landsat, tmp_path):
+    """A path equal to a project layer's source resolves to that layer: prepareAlgorithm (the main thread)
+    finds its file, so processAlgorithm, in a background task's thread, never touches the project's layer
+    (a dock export in the background crashed QGIS with a segmentation fault)."""
+    import threading
+
+    from qgis.core import QgsApplication, QgsProcessingContext, QgsProcessingFeedback, QgsProject
+
+    from deeppixel.processing_provider.layers import vector_file
+    samples = QgsVectorLayer(landsat["samples"], "samples", "ogr")
+    QgsProject.instance().addMapLayer(samples)
+    try:
+        alg = QgsApplication.processingRegistry().createAlgorithmById("deeppixel:exporttrainingdata")
+        context, feedback = QgsProcessingContext(), QgsProcessingFeedback()
+        context.setProject(QgsProject.instance())
+        params = {"INPUT_RASTER": landsat["image"], "INPUT_SAMPLES": samples.source(), "CLASS_FIELD": "class",
+                  "OUTPUT_FOLDER": str(tmp_path / "chips")}
+        assert alg.prepareAlgorithm(params, context, feedback)
+        found = []
+        worker = threading.Thread(target=lambda: found.append(vector_file(alg, params, "INPUT_SAMPLES", None, None)))
+        worker.start()
+        worker.join()
+        assert found and os.path.samefile(found[0][0], landsat["samples"])     # no context needed: nothing resolved there
+    finally:
+        QgsProject.instance().removeMapLayer(samples.id())
