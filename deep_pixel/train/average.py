@@ -35,8 +35,3 @@ class WeightAverage:
                     target.mul_(keep).add_(value.detach().to(target.dtype), alpha=1 - keep)
                 else:
                     target.copy_(value)
-
-    def restart(self, network) -> None:
-        """The average becomes ``network``'s weights (a resumed run, a backbone unfrozen)."""
-        self.model.load_state_dict(network.state_dict())
-        self.updates = 0

@@ -114,7 +114,6 @@ class _Run:
         self.options, self.progress, self.name = options, progress, name
         self.epochs, self.stopped_early, self.step, self.start_epoch = [], False, 0, 0
         self.stopped_by_time = False
-        self.metres = None                         # the training raster's pixel height in metres (None: unknown)
         self.pretrained_until = 0.03               # progress share taken before training (pretraining raises it)
         self.best = BestEpoch(options.monitor, options.arg("patience"), options.arg("min_improvement"))
         self.t_start = time.monotonic()            # TIME_LIMIT counts from here
@@ -187,8 +186,8 @@ def _prepare_network(run: _Run) -> None:
         run.why = "from the pretrained model"
         return
     run.model_type, run.backbone = options.network()
-    run.metres = pixel_height_metres(data.pixel_size, data.crs_wkt)
-    run.params, run.why = network_parameters(options, run.device.type == "cuda", len(data.bands), run.metres)
+    metres = pixel_height_metres(data.pixel_size, data.crs_wkt)
+    run.params, run.why = network_parameters(options, run.device.type == "cuda", len(data.bands), metres)
     pick_statistics(run)
     wanted = [name for name in INDICES if options.arg(name.lower())]
     run.indices = spectral_indices(data.band_names, data.bands, wanted)
