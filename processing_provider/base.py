@@ -11,6 +11,7 @@ from qgis.core import Qgis, QgsMessageLog, QgsProcessingAlgorithm, QgsProcessing
 from ..deep_pixel.cli.signals import sigterm_cancels
 from ..deep_pixel.core.errors import DeepPixelError
 from ..deep_pixel.core.progress import Progress
+from .layers import vector_file
 
 
 class FeedbackProgress(Progress):
@@ -101,7 +102,6 @@ class DeepPixelAlgorithm(QgsProcessingAlgorithm):
             elif definition.type() in ("source", "vector"):
                 # a path string matching a project layer's source resolves to that layer: its file (or a
                 # copy written by Processing for memory/selected-only layers) is found here, in the main thread
-                from .layers import vector_file
                 try:
                     self._vector_files[name] = vector_file(self, parameters, name, context, feedback)
                 except QgsProcessingException:      # said again, inside the error wrapper, by processAlgorithm

@@ -2,9 +2,9 @@
 strong photometric change.
 
 Sparse polygons label a few percent of each crop; the rest is the same imagery, unlabelled. Each step,
-the network's weight average (average.py; the network itself without it), without gradients, classifies the crop as it is (the weak view: flips and turns only); where
-it is confident (top probability at least ``threshold``) on an unlabelled pixel, that class becomes the
-pixel's target. The network then learns from a strong view of the same crop (brightness and contrast
+the network's weight average (average.py; the network itself without it), without gradients, classifies
+the crop as it is (the weak view: flips and turns only); where it is confident (top probability at
+least ``threshold``) on an unlabelled pixel, that class becomes the pixel's target. The network then learns from a strong view of the same crop (brightness and contrast
 per band, noise, one erased square: the geometry is unchanged, so targets stay aligned): the labelled
 pixels with their labels, the confident unlabelled ones with their pseudo-labels, weighted by a ramp that
 starts after the supervised warm-up. One forward pass more per step, without gradients (about 1.3x the
