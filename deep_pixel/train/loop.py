@@ -40,7 +40,7 @@ from .health import Health
 from .indices import INDICES, pick_statistics, spectral_indices
 from .stop import fit_to_time, maybe_unfreeze, should_stop, time_up
 from .lr_finder import find_learning_rate
-from .options import AUTO_VALIDATION_MIN_CHIPS, MIN_STEPS_PER_EPOCH, TrainOptions, auto_crop, network_parameters
+from .options import AUTO_VALIDATION_MIN_CHIPS, MIN_STEPS_PER_EPOCH, TrainOptions, network_parameters
 from .pretrained import freeze, load_matching, load_pretrained
 from .split import spatial_split
 from .step import SegmentationLoss, Stepper, class_weights
@@ -48,6 +48,7 @@ from .pretrain import pretrain_network
 from .write import model_name
 from .write_run import run_log, write_best
 
+CPU_CHIP_SIZE = 64
 # A process whose chips' pixels take less than this holds them in memory; more, and it reads each
 # example from the chip files (memory then does not grow with the folder). bench/bench_train_scale.py:
 # reading a 64 px crop from a 256 px chip costs ~3 ms against ~0.3 ms held (about 10% of a 1-thread CPU
@@ -233,10 +234,7 @@ def _prepare_batches(run: _Run) -> None:
     options, progress, data = run.options, run.progress, run.data
     depth = int(run.params.get("encoder_depth", 5))
     run.multiple = 2 ** depth
-    run.crop, run.crop_why = options.arg("chip_size"), "as requested"
-    if not run.crop:
-        metres = pixel_height_metres(data.pixel_size, data.crs_wkt)
-        run.crop, run.crop_why = auto_crop(run.device.type == "cuda", max(data.tile_size), metres)
+    run.crop = options.arg("chip_size") or (CPU_CHIP_SIZE if run.device.type == "cpu" else max(data.tile_size))
     if options.arg("chip_size") and run.crop % run.multiple:    # whole chips of any size are padded instead
         m = run.multiple
         raise DeepPixelError(f"chip_size {run.crop} does not fit {run.model_type} with encoder depth {depth}: crops "
@@ -279,8 +277,7 @@ def _prepare_model(run: _Run) -> None:
     freeze(model, run.frozen)
     run.model = model.to(run.device).train()
     progress.log(f"Network {run.model_type}/{run.backbone}, {run.transform.channels} input channel(s), "
-                 f"{len(run.class_values)} classes, {run.why}; crops of {run.crop} px ({run.crop_why}), batch "
-                 f"{options.batch_size}"
+                 f"{len(run.class_values)} classes, {run.why}; crops of {run.crop} px, batch {options.batch_size}"
                  + (", backbone frozen" if run.frozen else "") + ".")
 
 

@@ -26,24 +26,9 @@ AUTO_PIXEL_BRANCH = 32
 SPECTRAL_MIN_METRES = 2.0
 
 
-# Random crops on CPU (chip_size 0): 64 px, or FINE_PIXEL_CROP for pixels finer than SPECTRAL_MIN_METRES, where
-# classes are shapes that need context: on the 0.5 m aerial scene 128 px crops raised held-out mIoU 0.415 -> 0.435
-# (3 seeds; roads 0.24-0.34 -> 0.28-0.58 IoU) in the same training time. On CUDA: the whole chip.
-CPU_CROP, FINE_PIXEL_CROP = 64, 128
-
-
 def spectral(bands: int, metres: float | None) -> bool:
     """Whether a raster is multispectral at a resolution where a pixel's own spectrum says much (the auto rule)."""
     return bands > 3 and (metres is None or metres >= SPECTRAL_MIN_METRES)
-
-
-def auto_crop(on_cuda: bool, chip: int, metres: float | None) -> tuple:
-    """(random crop size, why) when chip_size is 0; ``chip``: the largest chip side, ``metres``: the pixel size."""
-    if on_cuda:
-        return chip, "auto: CUDA, the whole chip"
-    if metres is not None and metres < SPECTRAL_MIN_METRES:
-        return min(FINE_PIXEL_CROP, chip), f"auto: CPU, {metres:.3g} m pixels (finer than {SPECTRAL_MIN_METRES:g} m: shapes need context)"
-    return min(CPU_CROP, chip), "auto: CPU"
 
 
 class Arg(NamedTuple):
@@ -62,8 +47,7 @@ MODEL_ARGUMENTS = {
     "focal_loss": Arg(bool, False, "focal loss (gamma 2) instead of plain cross-entropy"),
     "dice_loss_fraction": Arg(float, 0.0, "share of Dice loss mixed into the loss (0-1)", 0, 1),
     "ignore_classes": Arg(list, [], "class values left out of training (e.g. 3,5)", 1, 65535),
-    "chip_size": Arg(int, 0, f"random crop size in pixels (0: on CPU {CPU_CROP}, or {FINE_PIXEL_CROP} for pixels finer than "
-                                 f"{SPECTRAL_MIN_METRES:g} m; the whole chip on CUDA)", 0, 4096),
+    "chip_size": Arg(int, 0, "random crop size in pixels (0: 64 on CPU, the whole chip on CUDA)", 0, 4096),
     "decoder": Arg(str, "auto", "light (encoder_depth 4, decoder 64-32-16-16), default (smp), "
                                 "auto (light on CPU for U-Net family)", choices=DECODERS),
     "pixel_branch": Arg(int, -1, "hidden channels of a per-pixel branch (1x1 convolutions on the input bands) "
