@@ -25,6 +25,22 @@ def augmentation_set(mode: str, custom: str = "") -> set:
     return names
 
 
+def flip_and_turn(image, target, aug, rng) -> tuple:
+    """Random flips and quarter turns (those named in ``aug``) of a (bands, h, w) image and its (h, w) target,
+    the same for both; ``target`` may be None (an image alone)."""
+    def apply(f_image, f_target):
+        return f_image(image), (None if target is None else f_target(target))
+    if "hflip" in aug and rng.random() < 0.5:
+        image, target = apply(lambda a: a[:, :, ::-1], lambda t: t[:, ::-1])
+    if "vflip" in aug and rng.random() < 0.5:
+        image, target = apply(lambda a: a[:, ::-1], lambda t: t[::-1])
+    if "rot90" in aug and image.shape[1] == image.shape[2]:
+        k = int(rng.integers(0, 4))
+        if k:
+            image, target = apply(lambda a: np.rot90(a, k, axes=(1, 2)), lambda t: np.rot90(t, k))
+    return image, target
+
+
 def label_lut(class_values, ignore_values=(), size: int = 65536) -> np.ndarray:
     """Class value -> output channel index; 0, ignored and unknown values -> IGNORE_INDEX."""
     lut = np.full(size, IGNORE_INDEX, dtype=np.int64)
@@ -81,15 +97,7 @@ class BatchMaker:
         return best + (ch, cw)
 
     def _augment(self, image, target, rng):
-        if "hflip" in self.aug and rng.random() < 0.5:
-            image, target = image[:, :, ::-1], target[:, ::-1]
-        if "vflip" in self.aug and rng.random() < 0.5:
-            image, target = image[:, ::-1], target[::-1]
-        if "rot90" in self.aug and image.shape[1] == image.shape[2]:
-            k = int(rng.integers(0, 4))
-            if k:
-                image, target = np.rot90(image, k, axes=(1, 2)), np.rot90(target, k)
-        return image, target
+        return flip_and_turn(image, target, self.aug, rng)
 
     def example(self, chip, rng) -> tuple:
         """One training example of ``chip``: a random labelled crop, augmented; padded to the multiple."""

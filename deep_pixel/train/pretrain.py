@@ -18,6 +18,7 @@ from ..chips.chip import valid_pixels
 from ..core.device import is_oom
 from ..model.registry import build_model
 from . import distributed
+from .augment import AUGMENTATION_NAMES, flip_and_turn
 from .pretrained import load_matching
 
 MASK_SQUARE = 8            # px side of the squares that are masked
@@ -70,8 +71,7 @@ class Crops:
             y, x = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
             raw, valid = chip.read_image((y, x, ch, cw))
         image = self.transform.apply(raw, valid)
-        image = image[:, :, ::-1] if rng.random() < 0.5 else image
-        image = np.rot90(image, int(rng.integers(4)), axes=(1, 2)) if image.shape[1] == image.shape[2] else image
+        image, _ = flip_and_turn(image, None, AUGMENTATION_NAMES, rng)
         out = np.zeros((image.shape[0], c, c), np.float32)
         out[:, :image.shape[1], :image.shape[2]] = image
         return out

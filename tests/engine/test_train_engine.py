@@ -12,7 +12,7 @@ from deep_pixel.core.errors import Cancelled, DeepPixelError
 from deep_pixel.core.progress import RecordingProgress
 from deep_pixel.model.package import load_package
 from deep_pixel.model.registry import build_model
-from deep_pixel.train.augment import IGNORE_INDEX, BatchMaker, label_lut
+from deep_pixel.train.augment import AUGMENTATION_NAMES, IGNORE_INDEX, BatchMaker, flip_and_turn, label_lut
 from deep_pixel.train.loop import train_model
 from deep_pixel.train.options import LIGHT_DECODER, TrainOptions, parse_model_arguments
 from deep_pixel.train.step import SegmentationLoss, Stepper
@@ -54,6 +54,21 @@ def test_loss_falls_on_a_fixed_batch(chips):
     stepper = Stepper(model, opt, SegmentationLoss(len(data.schema)), torch.device("cpu"), 4)
     losses = [stepper.step(lambda idx: (x, y), [0, 1, 2, 3]) for _ in range(12)]
     assert losses[-1] < 0.5 * losses[0], losses
+
+
+def test_flips_and_turns_move_image_and_target_together():
+    image = np.arange(2 * 6 * 6, dtype=np.float32).reshape(2, 6, 6)
+    target = image[0].astype(np.int64)                  # the target is band 0: it must follow every change
+    seen = set()
+    for seed in range(40):
+        a, t = flip_and_turn(image, target, AUGMENTATION_NAMES, np.random.default_rng(seed))
+        assert np.array_equal(a[0], t) and np.array_equal(a[1], t + 36)
+        b, none = flip_and_turn(image, None, AUGMENTATION_NAMES, np.random.default_rng(seed))
+        assert none is None and np.array_equal(a, b)      # an image alone gets the same change
+        seen.add(a.tobytes())
+    assert len(seen) == 8                                 # all 8 symmetries of the square occur
+    same, _ = flip_and_turn(image, target, (), np.random.default_rng(0))
+    assert same is image
 
 
 def test_unlabelled_chip_contributes_nothing(chips):
