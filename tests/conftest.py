@@ -164,3 +164,16 @@ def trained_scene_model(scene, tmp_path_factory):
         stop_when_not_improving=False, model_arguments={"chip_size": 64, "steps_per_epoch": 14,
                                                         "class_balancing": False}))
     return result.emd_path
+
+
+@pytest.fixture(scope="session")
+def second_scene_model(trained_scene_model, tmp_path_factory):
+    """Another model from trained_scene_model's export (another seed, a short training): it disagrees in places
+    (ENSEMBLE_MODELS)."""
+    from deep_pixel.train.loop import train_model
+    from deep_pixel.train.options import TrainOptions
+    chips = os.path.join(os.path.dirname(os.path.dirname(trained_scene_model)), "chips")
+    result = train_model([chips], str(tmp_path_factory.mktemp("second_model") / "model"), TrainOptions(
+        max_epochs=2, backbone="resnet18", batch_size=8, learning_rate=2e-3, device="cpu", seed=7,
+        validation_percent=10, model_arguments={"chip_size": 64, "steps_per_epoch": 6, "lr_test_steps": 0}))
+    return result.emd_path

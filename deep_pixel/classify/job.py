@@ -69,7 +69,9 @@ def prepare_job(ds, package, options, device, progress, runtime=None) -> Job:
     mask = mask_burner(options.mask_polygons, ds, info)
     if runtime is None:
         from .runtime_choice import choose_runtime
+        from .ensemble import with_members
         runtime, why = choose_runtime(package, device, options.runtime, options.precision, progress)
+        runtime, why = with_members(runtime, why, package, options, device, progress)
         progress.log(f"Runtime: {why}.")
     from .predictor import Predictor
     predictor = Predictor(runtime, options.test_time_augmentation, progress)

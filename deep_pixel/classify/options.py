@@ -45,6 +45,10 @@ class ClassifyOptions:
         None, "Classify only inside these polygons", "vector file (or layer): pixels outside are nodata",
         kind="vector", optional=True)
     device: str = option("auto", "Device", DEVICES_HELP)
+    ensemble_models: str | None = option(
+        None, "More models to average (.emd/.dlpk, separated by ;)", "their class probabilities are averaged with "
+        "the model's: models trained on the same export with other seeds make steadier maps together (one "
+        "forward pass per model); empty: the model alone", optional=True, advanced=True)
     runtime: str = option("auto", "Runtime", RUNTIME_HELP, choices=RUNTIMES, advanced=True)
     precision: str = option("auto", "Precision", PRECISION_HELP, choices=PRECISIONS, advanced=True)
     output_confidence: str | None = option(

@@ -19,6 +19,7 @@ from ..core.progress import Progress, check
 from ..core.tiles import TileParams
 from ..io.destinations import Place, check_destinations
 from ..io.raster import open_raster
+from .ensemble import load_members, member_paths
 from .job import prepare_job
 from .names import CLASSIFIED, CONFIDENCE, UNCERTAINTY
 from .options import ClassifyOptions
@@ -66,12 +67,14 @@ def classify(input_path: str, model_path: str, output_path: str, options: Classi
     check_destinations(
         [Place("INPUT_RASTER", input_path, "folder" if folder else "raster"),
          Place("MODEL_DEFINITION", model_path, "folder" if os.path.isdir(model_path) else "model"),
-         Place("MASK_POLYGONS", options.mask_polygons or "", "vector")],
+         Place("MASK_POLYGONS", options.mask_polygons or "", "vector")]
+        + [Place("ENSEMBLE_MODELS", p, "model") for p in member_paths(options.ensemble_models)],
         [Place("OUTPUT_RASTER", output_path, "folder" if folder else "raster"),
          Place("OUTPUT_CONFIDENCE", "" if folder else options.output_confidence or "", "raster"),
          Place("OUTPUT_UNCERTAINTY", "" if folder else options.output_uncertainty or "", "raster")])
     from ..model.package import load_package
     package = load_package(model_path)
+    load_members(options.ensemble_models, package)          # refused before any output is written
     if options.dask_scheduler or options.workers:
         return _classify_on_dask(input_path, model_path, output_path, options, progress, package, folder)
     if folder:

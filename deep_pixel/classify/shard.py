@@ -122,11 +122,13 @@ def _worker_model(model_path, options):
     from ..core.device import select_device
     from ..model.package import load_package
     from .runtime_choice import choose_runtime
-    key = (model_path, options.device, options.runtime, options.precision)
+    from .ensemble import with_members
+    key = (model_path, options.device, options.runtime, options.precision, options.ensemble_models)
     if key not in _WORKER_MODELS:
         package = load_package(model_path)
         device, _ = select_device(options.device)
-        runtime, _ = choose_runtime(package, device, options.runtime, options.precision, Progress())
+        runtime, why = choose_runtime(package, device, options.runtime, options.precision, Progress())
+        runtime, _ = with_members(runtime, why, package, options, device)
         _WORKER_MODELS.clear()
         _WORKER_MODELS[key] = (package, runtime, device)
     return _WORKER_MODELS[key]

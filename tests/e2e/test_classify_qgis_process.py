@@ -87,6 +87,23 @@ def test_a_raster_that_does_not_fit_is_refused_with_the_fix(scene, qp_model, tmp
     assert not [n for n in os.listdir(tmp_path) if n.startswith(("x.", ".x."))]
 
 
+def test_ensemble_models_through_qgis_process(scene, qp_model, tmp_path):
+    """ENSEMBLE_MODELS: averaged with a copy of itself the model classifies as alone; a missing member is named."""
+    args = ["run", "deeppixel:classifypixels", "--json", "--", f"INPUT_RASTER={scene.image}",
+            f"MODEL_DEFINITION={qp_model}", "TILE_SIZE=128", "PADDING=32", "DEVICE=cpu", "PRECISION=float32"]
+    run_qgis_process(*args, f"OUTPUT_RASTER={tmp_path / 'one.tif'}")
+    both = run_qgis_process(*args, f"OUTPUT_RASTER={tmp_path / 'two.tif'}", f"ENSEMBLE_MODELS={qp_model}")
+    assert "averaged with 1 more model(s)" in both.stdout + both.stderr
+    with rasterio.open(tmp_path / "one.tif") as a, rasterio.open(tmp_path / "two.tif") as b:
+        assert np.array_equal(a.read(1), b.read(1))
+    missing = tmp_path / "gone" / "model.emd"
+    proc = run_qgis_process(*args, f"OUTPUT_RASTER={tmp_path / 'x.tif'}", f"ENSEMBLE_MODELS={missing}", check=False)
+    text = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and f"ENSEMBLE_MODELS: {missing} does not exist" in text
+    assert "Traceback" not in text
+    assert not [n for n in os.listdir(tmp_path) if n.startswith(("x.", ".x."))]
+
+
 def test_a_folder_of_images_through_qgis_process(scene, qp_model, tmp_path):
     folder = tmp_path / "images"
     folder.mkdir()

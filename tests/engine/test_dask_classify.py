@@ -58,6 +58,16 @@ def test_local_cluster_output_is_the_single_process_output(big, trained_scene_mo
         assert ds.overviews(1) and ds.colormap(1)
 
 
+def test_workers_average_ensemble_models_as_one_process_does(big, trained_scene_model, second_scene_model, single,
+                                                             tmp_path):
+    options = dict(OPTIONS, ensemble_models=second_scene_model)
+    classify(big, trained_scene_model, str(tmp_path / "one.tif"), ClassifyOptions(**options))
+    classify(big, trained_scene_model, str(tmp_path / "dask.tif"), ClassifyOptions(workers=2, **options))
+    averaged = read(tmp_path / "one.tif")
+    assert np.array_equal(read(tmp_path / "dask.tif"), averaged)
+    assert not np.array_equal(averaged, single[0])       # the member was averaged in
+
+
 def test_a_worker_killed_mid_run_is_retried_and_the_output_is_the_same(big, trained_scene_model, single, tmp_path):
     from distributed import Client, LocalCluster
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
