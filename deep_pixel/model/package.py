@@ -336,8 +336,10 @@ def write_dlpk(folder: str, name: str) -> str:
 
 
 def write_package(folder: str, name: str, state_dict: dict, emd: dict, extra_files: dict | None = None,
-                  onnx_writer=None) -> str:
-    """Write ``<name>.pth``, ``<name>.emd`` (with ModelFile and hash), extras, then ``<name>.dlpk``.
+                  onnx_writer=None, dlpk: bool = True) -> str:
+    """Write ``<name>.pth``, ``<name>.emd`` (with ModelFile and hash), extras, then ``<name>.dlpk`` (unless
+    ``dlpk`` is False: training's checkpoints, where zipping 87 MB of weights at each best epoch took a quarter of
+    training's time on the real scenes).
 
     ``onnx_writer(path) -> SHA-256`` (optional) writes ``<name>.onnx``, recorded in the .emd.
 
@@ -359,5 +361,6 @@ def write_package(folder: str, name: str, state_dict: dict, emd: dict, extra_fil
         mode = "wb" if isinstance(content, bytes) else "w"
         with open(os.path.join(folder, fname), mode, **({} if mode == "wb" else {"encoding": "utf-8"})) as f:
             f.write(content)
-    write_dlpk(folder, name)
+    if dlpk:
+        write_dlpk(folder, name)
     return emd_path

@@ -90,7 +90,8 @@ def sample_pictures(model_predict, data, indices, schema, transform, multiple, m
     return out
 
 
-def write_model(folder, name, state_dict, emd, log, summary, schema, pictures, onnx_model=None, progress=None) -> str:
+def write_model(folder, name, state_dict, emd, log, summary, schema, pictures, onnx_model=None, progress=None,
+                dlpk: bool = True) -> str:
     """The package; with ``onnx_model``, also ``<name>.onnx`` (skipped, with a note, without the onnx package)."""
     html_text = render_report(name, log, summary, schema, pictures)
     extras = {"model_metrics.html": html_text,
@@ -106,7 +107,7 @@ def write_model(folder, name, state_dict, emd, log, summary, schema, pictures, o
             def writer(path):
                 return export_onnx(onnx_model, emd["ModelParameters"]["in_channels"], emd["ImageHeight"], path,
                                    deepness_metadata(emd))
-    return write_package(folder, name, state_dict, emd, extras, writer)
+    return write_package(folder, name, state_dict, emd, extras, writer, dlpk)
 
 
 def _json_default(v):

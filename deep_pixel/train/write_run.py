@@ -47,5 +47,5 @@ def write_best(run, folder: str, model, checkpoint=None, with_onnx=False) -> dic
     if checkpoint:
         emd["Checkpoint"] = checkpoint
     write_model(folder, run.name, best.state, emd, log, best.summary, run.schema, pictures,
-                onnx_model=model if with_onnx else None, progress=run.progress)
+                onnx_model=model if with_onnx else None, progress=run.progress, dlpk=not checkpoint)
     return log

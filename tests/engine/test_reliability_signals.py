@@ -92,6 +92,8 @@ def test_sigterm_during_training_keeps_the_checkpoint_and_says_where(tmp_path):
     assert f"is kept in {ckpt}" in message and "run the same command again" in message
     assert sorted(os.listdir(tmp_path)) == ["chips", "m.checkpoint"]        # no model folder, no .partial
     assert load_package(ckpt).emd["Checkpoint"]["epoch"] >= 1
+    # a checkpoint is a loadable .emd + .pth; no .dlpk (zipping the weights cost a quarter of training time)
+    assert not [n for n in os.listdir(ckpt) if n.endswith(".dlpk")] and any(n.endswith(".pth") for n in os.listdir(ckpt))
 
 
 def test_sigterm_during_compute_accuracy_leaves_no_report(tmp_path):

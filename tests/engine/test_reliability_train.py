@@ -129,7 +129,8 @@ def test_killed_training_keeps_a_loadable_checkpoint(exported, tmp_path):
     assert any(ckpt in line and "Checkpoint of epoch" in line for line in stdout.decode().splitlines())
     pkg = load_package(ckpt)                                 # hash, keys and weights all check out
     assert pkg.emd["Checkpoint"]["epoch"] >= 1 and pkg.emd["Checkpoint"]["complete"] is False
-    assert os.path.isfile(os.path.join(ckpt, "killed.dlpk")) and os.path.isfile(os.path.join(ckpt, "training_log.json"))
+    assert os.path.isfile(os.path.join(ckpt, "killed.emd")) and os.path.isfile(os.path.join(ckpt, "training_log.json"))
+    assert not os.path.exists(os.path.join(ckpt, "killed.dlpk"))      # not zipped: that cost a quarter of training
     assert len(json.load(open(os.path.join(ckpt, "training_log.json")))["epochs"]) >= 1
     data = read_chip_folders([exported])
     x = torch.from_numpy(np.stack([pkg.transform.apply(c.image, c.valid) for c in data.chips[:2]]))
