@@ -81,9 +81,11 @@ class EnsembleRuntime:
         return total / len(self.runtimes)
 
 
-def with_members(runtime, why: str, package, options, device, progress=None) -> tuple:
-    """(runtime, why): ``runtime`` alone, or averaged with the ENSEMBLE_MODELS members' runtimes."""
-    members = load_members(options.ensemble_models, package)
+def with_members(runtime, why: str, package, options, device, progress=None, members=None) -> tuple:
+    """(runtime, why): ``runtime`` alone, or averaged with the ENSEMBLE_MODELS members' runtimes (``members``: their
+    packages when already loaded and checked)."""
+    if members is None:
+        members = load_members(options.ensemble_models, package)
     if not members:
         return runtime, why
     from .runtime_choice import choose_runtime

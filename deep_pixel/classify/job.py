@@ -58,8 +58,9 @@ class Job:
                      + (", test-time augmentation x8" if options.test_time_augmentation else "") + ".")
 
 
-def prepare_job(ds, package, options, device, progress, runtime=None) -> Job:
-    """Check that the raster fits the model and choose tiles, runtime and batch (``runtime``: reuse one)."""
+def prepare_job(ds, package, options, device, progress, runtime=None, members=None) -> Job:
+    """Check that the raster fits the model and choose tiles, runtime and batch (``runtime``: reuse one;
+    ``members``: the ENSEMBLE_MODELS packages, None: loaded from ``options``)."""
     info = describe(ds)
     bands = bands_to_read(info, package)
     check_grid(info, package, progress)
@@ -71,7 +72,7 @@ def prepare_job(ds, package, options, device, progress, runtime=None) -> Job:
         from .runtime_choice import choose_runtime
         from .ensemble import with_members
         runtime, why = choose_runtime(package, device, options.runtime, options.precision, progress)
-        runtime, why = with_members(runtime, why, package, options, device, progress)
+        runtime, why = with_members(runtime, why, package, options, device, progress, members)
         progress.log(f"Runtime: {why}.")
     from .predictor import Predictor
     predictor = Predictor(runtime, options.test_time_augmentation, progress)

@@ -74,12 +74,12 @@ def classify(input_path: str, model_path: str, output_path: str, options: Classi
          Place("OUTPUT_UNCERTAINTY", "" if folder else options.output_uncertainty or "", "raster")])
     from ..model.package import load_package
     package = load_package(model_path)
-    load_members(options.ensemble_models, package)          # refused before any output is written
+    members = load_members(options.ensemble_models, package)      # refused before any output is written
     if options.dask_scheduler or options.workers:
         return _classify_on_dask(input_path, model_path, output_path, options, progress, package, folder)
     if folder:
-        return _classify_folder(input_path, package, output_path, options, progress)
-    return classify_raster(input_path, package, output_path, options, progress)
+        return _classify_folder(input_path, package, output_path, options, progress, members)
+    return classify_raster(input_path, package, output_path, options, progress, members)
 
 
 def _classify_on_dask(input_path, model_path, output_path, options, progress, package, folder) -> ClassifyResult:
@@ -122,7 +122,7 @@ def _folder_images(folder) -> list:
     return images
 
 
-def _classify_folder(folder, package, output_folder, options, progress):
+def _classify_folder(folder, package, output_folder, options, progress, members=None):
     images = _folder_images(folder)
     stems = folder_outputs(images, output_folder)
     os.makedirs(output_folder, exist_ok=True)
@@ -134,7 +134,7 @@ def _classify_folder(folder, package, output_folder, options, progress):
                       output_uncertainty=stem + UNCERTAINTY if options.output_uncertainty else None)
         try:
             results.append(classify_raster(image, package, stem + CLASSIFIED, own,
-                                           progress.sub(i / len(images), (i + 1) / len(images))))
+                                           progress.sub(i / len(images), (i + 1) / len(images)), members))
         except (DeepPixelError, Cancelled) as e:
             raise type(e)(_folder_failure(image, i, images, results, e)) from e
     first = results[0]
@@ -164,8 +164,9 @@ def _check_output(output_path):
         raise DeepPixelError(f"The output {output_path} must be a GeoTIFF (.tif).")
 
 
-def classify_raster(input_path, package, output_path, options, progress) -> ClassifyResult:
-    """Classify one raster into ``output_path`` (and the optional per-pixel outputs of ``options``)."""
+def classify_raster(input_path, package, output_path, options, progress, members=None) -> ClassifyResult:
+    """Classify one raster into ``output_path`` (and the optional per-pixel outputs of ``options``); ``members``:
+    the ENSEMBLE_MODELS packages when already loaded (None: loaded from ``options``)."""
     from ..core.device import select_device
     _check_output(output_path)
     for extra in (options.output_confidence, options.output_uncertainty):
@@ -179,7 +180,7 @@ def classify_raster(input_path, package, output_path, options, progress) -> Clas
     device, reason = select_device(options.device)
     progress.log(f"Device: {reason}.")
     with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES), open_raster(input_path) as ds:
-        job = prepare_job(ds, package, options, device, progress)
+        job = prepare_job(ds, package, options, device, progress, members=members)
         job.log_plan(options, progress)
         outputs = ClassOutputs(output_path, options.output_confidence, ds, job.info, package,
                                uncertainty_path=options.output_uncertainty, measure=options.uncertainty_measure)

@@ -83,3 +83,16 @@ def test_a_missing_member_is_named(scene, trained_scene_model, tmp_path):
         classify(scene.image, trained_scene_model, str(tmp_path / "out.tif"),
                  ClassifyOptions(device="cpu", ensemble_models=str(tmp_path / "nowhere.emd")))
     assert not os.listdir(tmp_path)
+
+
+def test_a_folder_of_images_is_averaged_as_one_raster_is(scene, trained_scene_model, member, tmp_path):
+    images = tmp_path / "images"
+    images.mkdir()
+    shutil.copy(scene.image, images / "scene.tif")
+    both, _, _ = _classify(scene, trained_scene_model, tmp_path / "one", ensemble_models=member)
+    alone, _, _ = _classify(scene, trained_scene_model, tmp_path / "alone")
+    classify(str(images), trained_scene_model, str(tmp_path / "out"),
+             ClassifyOptions(device="cpu", precision="float32", ensemble_models=member))
+    with rasterio.open(tmp_path / "out" / "scene_classified.tif") as ds:
+        folder = ds.read(1)
+    assert np.array_equal(folder, both) and not np.array_equal(folder, alone)
