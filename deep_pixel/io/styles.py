@@ -9,6 +9,21 @@ import html
 import os
 
 
+_TAIL = """    <brightnesscontrast brightness="0" contrast="0" gamma="1"/>
+    <huesaturation saturation="0" grayscaleMode="0" invertColors="0" colorizeOn="0" colorizeRed="255" colorizeGreen="128" colorizeBlue="128" colorizeStrength="100"/>
+    <rasterresampler maxOversampling="2"/>
+  </pipe>
+  <blendMode>0</blendMode>
+</qgis>
+"""
+
+
+def _qml(pipe: str) -> str:
+    """A whole style document around ``pipe`` (the provider and renderer elements)."""
+    return ("<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>\n"
+            '<qgis version="3.22.0" styleCategories="AllStyleCategories">\n  <pipe>\n' + pipe + _TAIL)
+
+
 def class_style_xml(classes) -> str:
     lines = []
     for c in classes:
@@ -17,10 +32,7 @@ def class_style_xml(classes) -> str:
         lines.append(f'        <paletteEntry value="{int(c["value"])}" color="#{r:02x}{g:02x}{b:02x}" alpha="255" '
                      f'label="{label}"/>')
     entries = "\n".join(lines)
-    return f"""<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>
-<qgis version="3.22.0" styleCategories="AllStyleCategories">
-  <pipe>
-    <provider>
+    return _qml(f"""    <provider>
       <resampling enabled="false" zoomedInResamplingMethod="nearestNeighbour" zoomedOutResamplingMethod="nearestNeighbour" maxOversampling="2"/>
     </provider>
     <rasterrenderer type="paletted" band="1" opacity="1" alphaBand="-1" nodataColor="">
@@ -28,13 +40,7 @@ def class_style_xml(classes) -> str:
 {entries}
       </colorPalette>
     </rasterrenderer>
-    <brightnesscontrast brightness="0" contrast="0" gamma="1"/>
-    <huesaturation saturation="0" grayscaleMode="0" invertColors="0" colorizeOn="0" colorizeRed="255" colorizeGreen="128" colorizeBlue="128" colorizeStrength="100"/>
-    <rasterresampler maxOversampling="2"/>
-  </pipe>
-  <blendMode>0</blendMode>
-</qgis>
-"""
+""")
 
 
 def style_path(raster_path: str) -> str:
@@ -54,10 +60,7 @@ def ramp_style_xml(low_label: str = "sure", high_label: str = "unsure", stops=RA
         items.append(f'          <item alpha="255" value="{value:g}" color="{color}" label="{label}"/>')
     entries = "\n".join(items)
     low, high = stops[0][0], stops[-1][0]
-    return f"""<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>
-<qgis version="3.22.0" styleCategories="AllStyleCategories">
-  <pipe>
-    <rasterrenderer type="singlebandpseudocolor" band="1" opacity="1" alphaBand="-1" nodataColor="" classificationMin="{low:g}" classificationMax="{high:g}">
+    return _qml(f"""    <rasterrenderer type="singlebandpseudocolor" band="1" opacity="1" alphaBand="-1" nodataColor="" classificationMin="{low:g}" classificationMax="{high:g}">
       <rasterTransparency/>
       <minMaxOrigin>
         <limits>None</limits>
@@ -73,10 +76,4 @@ def ramp_style_xml(low_label: str = "sure", high_label: str = "unsure", stops=RA
         </colorrampshader>
       </rastershader>
     </rasterrenderer>
-    <brightnesscontrast brightness="0" contrast="0" gamma="1"/>
-    <huesaturation saturation="0" grayscaleMode="0" invertColors="0" colorizeOn="0" colorizeRed="255" colorizeGreen="128" colorizeBlue="128" colorizeStrength="100"/>
-    <rasterresampler maxOversampling="2"/>
-  </pipe>
-  <blendMode>0</blendMode>
-</qgis>
-"""
+""")
