@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..core.errors import Cancelled, DeepPixelError
+from ..core.errors import DeepPixelError
 from ..core.tiles import TileParams
 from ..io.raster import describe, footprint_bounds
 from .checks import bands_to_read, check_grid, excluded_classes
@@ -95,14 +95,13 @@ def mask_burner(mask_path, ds, info):
     """None, or a function Window -> (h, w) bool True inside the mask polygons (burned like samples)."""
     if not mask_path:
         return None
-    from ..export.samples import LabelBurner, Samples
+    from ..export.samples import LabelBurner, NoUsableFeatures, Samples
     from ..io.vector import read_vector
     vec = read_vector(mask_path)
     try:
-        burner = LabelBurner(Samples(vec.geometries, [1] * len(vec.geometries), vec.crs_wkt), info.crs_wkt)
-    except Cancelled:
-        raise
-    except DeepPixelError:
+        burner = LabelBurner(Samples(vec.geometries, [1] * len(vec.geometries), vec.crs_wkt), info.crs_wkt,
+                             what="mask layer")
+    except NoUsableFeatures:
         raise DeepPixelError(f"The mask layer {mask_path} has no usable polygons.") from None
 
     def burn(window):

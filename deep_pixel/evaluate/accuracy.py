@@ -86,6 +86,13 @@ class _RasterReference:
                      and self.ds.shape == target.shape)
         self.target = target
         self.nodata = self.ds.nodata
+        if not self.same and (self.ds.crs is None or target.crs is None):
+            self.ds.close()
+            which = "INPUT_CLASSIFIED" if target.crs is None else "REFERENCE_RASTER " + path
+            raise DeepPixelError(f"The {which} has no CRS and the two rasters are on different grids, so the "
+                                 "reference cannot be placed on the classified raster. Assign the CRS it is in "
+                                 "(Raster > Projections > Assign Projection, or gdal_edit.py -a_srs EPSG:<code>) "
+                                 "and run again.")
         if not self.same:
             notes.append(f"The reference raster {os.path.basename(path)} is on another grid (CRS, cell size or "
                          "extent): it was resampled onto the classified raster's grid (nearest neighbour).")
@@ -126,7 +133,7 @@ class _PolygonReference:
             for name, value in mapping.items():
                 names.setdefault(value, name)
         self.burner = LabelBurner(Samples(vec.geometries, values, vec.crs_wkt),
-                                  target.crs.to_wkt() if target.crs else None)
+                                  target.crs.to_wkt() if target.crs else None, what="reference layer")
         if self.burner.repaired:
             notes.append(f"{self.burner.repaired} invalid reference polygon(s) were repaired (make_valid).")
         self.target = target

@@ -10,8 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import rasterio.errors
 import rasterio.features
 import rasterio.warp
+from rasterio._err import CPLE_BaseError
 from rasterio.crs import CRS
 from shapely.geometry import box, mapping, shape
 
@@ -113,17 +115,21 @@ class Samples:
     crs_wkt: str | None = None
 
 
+class NoUsableFeatures(DeepPixelError):
+    """The layer has no feature with both a geometry and a class value (callers word it for their input)."""
+
+
 class LabelBurner:
     """Burns samples into label windows of one raster grid (one object owns the rasterization)."""
 
     def __init__(self, samples: Samples, raster_crs_wkt: str | None, buffer_radius: float = 0.0,
-                 mask_geometries=None, mask_crs_wkt: str | None = None):
+                 mask_geometries=None, mask_crs_wkt: str | None = None, what: str = "sample layer"):
         pairs = [(g, v) for g, v in zip(samples.geometries, samples.values)
                  if g is not None and not g.is_empty and v is not None]
         if not pairs:
-            raise DeepPixelError("The sample layer has no usable features: every geometry is empty "
-                                 "or has no class value.")
-        geoms = _to_crs([g for g, _ in pairs], samples.crs_wkt, raster_crs_wkt)
+            raise NoUsableFeatures("The sample layer has no usable features: every geometry is empty "
+                                   "or has no class value.")
+        geoms = _to_crs([g for g, _ in pairs], samples.crs_wkt, raster_crs_wkt, what)
         fixed, self.repaired = [], 0
         for g in geoms:
             if g.geom_type in ("Point", "MultiPoint", "LineString", "MultiLineString") and buffer_radius > 0:
@@ -139,7 +145,7 @@ class LabelBurner:
         self.mask = None
         if mask_geometries:
             mask = _to_crs([g for g in mask_geometries if g is not None and not g.is_empty],
-                           mask_crs_wkt, raster_crs_wkt)
+                           mask_crs_wkt, raster_crs_wkt, "mask layer")
             from shapely.ops import unary_union
             self.mask = unary_union([m if m.is_valid else repair(m) for m in mask])
 
@@ -202,13 +208,35 @@ def _union_bounds(geoms):
     return (b[:, 0].min(), b[:, 1].min(), b[:, 2].max(), b[:, 3].max())
 
 
-def _to_crs(geoms, src_wkt, dst_wkt):
+def _to_crs(geoms, src_wkt, dst_wkt, what: str = "sample layer"):
+    """Geometries from the layer's CRS into the raster's; a CRS that does not fit the coordinates (missing,
+    or a geographic CRS on projected coordinates) is named, with the fix, instead of GDAL's error."""
     if not src_wkt or not dst_wkt:
         return list(geoms)
     src, dst = CRS.from_wkt(src_wkt), CRS.from_wkt(dst_wkt)
     if src == dst:
         return list(geoms)
-    return [shape(rasterio.warp.transform_geom(src, dst, mapping(g))) for g in geoms]
+    try:
+        out = [shape(rasterio.warp.transform_geom(src, dst, mapping(g))) for g in geoms]
+    except (rasterio.errors.RasterioError, rasterio.errors.CRSError, CPLE_BaseError, ValueError) as e:
+        out, why = None, str(e) or type(e).__name__
+    else:
+        why = "some coordinates become infinite"
+    if out is not None and all(np.isfinite(g.bounds).all() for g in out if not g.is_empty):
+        return out
+    raise DeepPixelError(
+        f"The {what}'s coordinates cannot be reprojected from its CRS ({_crs_name(src)}) to the raster's "
+        f"({_crs_name(dst)}): {why}. The layer's CRS is probably missing or wrong for its coordinates. Set the "
+        "CRS its coordinates are really in (Layer Properties > Source > Assigned Coordinate Reference System, "
+        "then save it, or ogr2ogr -a_srs EPSG:<code>) and run again.")
+
+
+def _crs_name(crs) -> str:
+    epsg = crs.to_epsg()
+    if epsg:
+        return f"EPSG:{epsg}"
+    wkt = crs.to_wkt()
+    return wkt.split('"')[1] if '"' in wkt else wkt[:60]
 
 
 NAME_FIELDS = ("classname", "class_name")

@@ -111,10 +111,16 @@ class StagedGeoTiff:
         os.chmod(self.tmp, 0o666 & ~umask)        # mkstemp made it private; outputs get normal permissions
         for ext in SIDECARS:
             final = os.path.splitext(self.target)[0] + ext if ext == ".qml" else self.target + ext
-            if os.path.exists(self.tmp + ext):
-                os.replace(self.tmp + ext, final)
-            elif ext and os.path.exists(final):
-                os.remove(final)                      # a stale sidecar of an older file would mislead
+            try:
+                if os.path.exists(self.tmp + ext):
+                    os.replace(self.tmp + ext, final)
+                elif ext and os.path.exists(final):
+                    os.remove(final)                      # a stale sidecar of an older file would mislead
+            except OSError as e:
+                raise DeepPixelError(
+                    f"{final} cannot be replaced ({e.strerror or e}): it may be open or locked in another program, "
+                    "or read-only. Close it (in QGIS, remove its layer) or choose another output file, then run "
+                    "again." + (" The earlier file is unchanged." if not ext else "")) from e
         return self.target
 
     def discard(self) -> None:

@@ -13,7 +13,7 @@ from rasterio.features import rasterize
 from rasterio.windows import Window
 from shapely.geometry import mapping
 
-from ..core.errors import Cancelled, DeepPixelError
+from ..core.errors import DeepPixelError
 from ..io.raster import footprint_bounds, read_bands, valid_mask
 
 BLOCK_PIXELS = 1024 * 1024        # pixels read at once (one band)
@@ -46,15 +46,13 @@ def polygon_burner(path: str | None, ds, role: str, allow_empty: bool = False, t
     A layer without usable polygons is None when ``allow_empty`` (nothing labelled yet), else an error."""
     if not path:
         return None
-    from ..export.samples import LabelBurner, Samples
+    from ..export.samples import LabelBurner, NoUsableFeatures, Samples
     from ..io.vector import read_vector
     vec = read_vector(path)
     try:
         burner = LabelBurner(Samples(vec.geometries, [1] * len(vec.geometries), vec.crs_wkt),
-                             ds.crs.to_wkt() if ds.crs else None)
-    except Cancelled:
-        raise
-    except DeepPixelError:
+                             ds.crs.to_wkt() if ds.crs else None, what=f"{role} layer")
+    except NoUsableFeatures:
         if allow_empty:
             return None
         raise DeepPixelError(f"{role} {path} has no usable polygons: give a layer with polygons, or leave "
