@@ -13,7 +13,7 @@ from ..core.errors import DeepPixelError
 from ..core.params import check_ranges, option
 from ..core.progress import Progress, check
 from ..core.schema import ClassSchema
-from ..core.tiles import TileParams
+from ..core.tiles import MIN_TILE, TileParams
 from ..io.bandstats import BandStats, raster_stats
 from ..io.raster import (describe, footprint_bounds, open_raster, raster_bounds, read_window, valid_mask,
                          window_transform)
@@ -119,6 +119,9 @@ def export_training_data(raster_path: str, samples: Samples, output_folder: str,
                                  "(gdal_edit.py -a_srs EPSG:xxxx, or Layer Properties > Source).")
         burner = LabelBurner(samples, info.crs_wkt, options.buffer_radius, mask_geometries, mask_crs_wkt)
         _check_overlap(ds, burner, raster_path)
+        if burner.skipped:
+            progress.warn(f"{burner.skipped} sample feature(s) have no geometry or no class value (NULL) and were "
+                          "left out; give them a class (or delete them) if they were meant to count.")
         if burner.repaired:
             progress.warn(f"{burner.repaired} invalid (e.g. self-intersecting) polygon(s) were repaired with "
                           "make_valid before labelling; check them in QGIS (Vector > Geometry Tools > Check "
@@ -182,6 +185,11 @@ class _ChipGrid:
     def of(cls, options: ExportOptions, info) -> "_ChipGrid":
         across = TileParams(options.tile_size_x, stride=options.stride_x)
         down = TileParams(options.tile_size_y, stride=options.stride_y)
+        if min(info.width, info.height) < MIN_TILE:
+            raise DeepPixelError(
+                f"The raster is {info.width}x{info.height} pixels: too small to cut training chips from (a chip "
+                f"needs at least {MIN_TILE}x{MIN_TILE} pixels). Export from a larger raster (or a larger extent "
+                "of it).")
         for axis, length in ((across, info.width), (down, info.height)):
             axis.check()
             if axis.tile > length:
@@ -214,8 +222,27 @@ def _whole_raster(ds, info, options, progress) -> dict | None:
     """Band statistics of the whole raster (Train Model normalises with them: the chips alone can be a biased
     sample of the scene); None when it holds no valid pixel."""
     progress.report(0.985, "band statistics of the whole raster")
-    out = raster_stats(ds, options.bands or range(1, info.count + 1), info.nodata)
+    bands = list(options.bands or range(1, info.count + 1))
+    out = raster_stats(ds, bands, info.nodata)
+    if out.get("count"):
+        _warn_fill_values(out, bands, progress)
     return out if out.get("count") else None
+
+
+FILL_MAGNITUDE = 1e30      # float rasters: values this large are fill values (float32's largest is 3.4e38)
+
+
+def _warn_fill_values(stats: dict, bands, progress) -> None:
+    """Values like 3.4e38 in a float raster are an undeclared nodata (fill) value: they would set the mean and
+    standard deviation that Train Model normalises with, and the model would learn nothing. Said, with the fix."""
+    found = {band: next(v for v in (low, high) if abs(v) >= FILL_MAGNITUDE)
+             for band, low, high in zip(bands, stats["min"], stats["max"]) if max(abs(low), abs(high)) >= FILL_MAGNITUDE}
+    if found:
+        band, value = next(iter(found.items()))
+        progress.warn(f"Band(s) {', '.join(map(str, found))} hold values of {value:.3g}: that looks like a fill value "
+                      "that is not declared as nodata, and it would spoil the band statistics training normalises "
+                      f"with. Declare it (gdal_edit.py -a_nodata {value:.9g} raster.tif, or Layer Properties > "
+                      "Transparency) and export again.")
 
 
 def _cut(ds, info, grid, burner, writer, options, schema, progress):

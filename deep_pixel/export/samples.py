@@ -129,6 +129,7 @@ class LabelBurner:
         if not pairs:
             raise NoUsableFeatures("The sample layer has no usable features: every geometry is empty "
                                    "or has no class value.")
+        self.skipped = len(samples.geometries) - len(pairs)      # no geometry, or no class value
         geoms = _to_crs([g for g, _ in pairs], samples.crs_wkt, raster_crs_wkt, what)
         fixed, self.repaired = [], 0
         for g in geoms:

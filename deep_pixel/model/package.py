@@ -267,7 +267,7 @@ def _weights(emd, emd_path, where, verify_hash) -> tuple:
 
 def _load_emd_json(emd_path, where) -> dict:
     try:
-        with open(emd_path, encoding="utf-8") as f:
+        with open(emd_path, encoding="utf-8-sig") as f:       # a byte-order mark (Windows editors) is fine
             emd = json.load(f)
     except OSError as e:
         raise DeepPixelError(f"Cannot read the model definition {emd_path}: {e.strerror}.") from e
@@ -282,6 +282,10 @@ def read_emd(emd_path: str, verify_hash: bool = True) -> ModelPackage:
     """Read a .emd and refuse every value Classify or Train could not use; the weights sit beside it."""
     where = os.path.basename(emd_path)
     emd = _load_emd_json(emd_path, where)
+    if "ModelParameters" not in emd and "Classes" in emd and "ModelFile" not in emd:
+        raise DeepPixelError(f"{emd_path} is the class template that Export Training Data writes beside the chips, "
+                             "not a trained model (it has no network or weights). Give the .emd (or .dlpk) in the "
+                             "folder Train Model wrote (OUTPUT_MODEL).")
     params = _need(emd, "ModelParameters", dict, where)
     schema = _classes(emd, where)
     bands = _bands(emd, where)

@@ -168,6 +168,11 @@ def _prepare_data(run: _Run, folders) -> None:
         schema = schema.without_value(v) if schema.by_value(v) else schema
     if len(schema) < 1:
         raise DeepPixelError("Every class is in ignore_classes: nothing is left to train.")
+    present = [c.name for c in schema.classes if run.data.pixels_per_class().get(c.value)]
+    if len(present) == 1:
+        run.progress.warn(f"The training data hold one class only ({present[0]}): the model will put every pixel "
+                          "in it. Draw samples of at least two classes (what is not it, too), export again, and "
+                          "train on that.")
     run.schema, run.class_values = schema, schema.values
 
 

@@ -105,3 +105,84 @@ def test_an_output_that_cannot_be_replaced_is_named_and_kept(scene, trained_scen
         assert snapshot(tmp_path) == before
     finally:
         subprocess.run(["chattr", "-i", str(out)])
+
+
+def _export_engine(image, geoms, values, out, crs_wkt, **kw):
+    from deep_pixel.core.progress import RecordingProgress
+    from deep_pixel.export.run import ExportOptions, export_training_data
+    from deep_pixel.export.samples import Samples
+    progress = RecordingProgress()
+    export_training_data(str(image), Samples(geoms, values, crs_wkt), str(out),
+                         ExportOptions(tile_size_x=32, tile_size_y=32, **kw), progress=progress)
+    return progress
+
+
+def test_a_raster_too_small_for_any_chip_is_named_whatever_the_tile_size(tmp_path):
+    import numpy as np
+    from gis_files import write_raster
+    from shapely.geometry import box
+    image = write_raster(tmp_path / "tiny.tif", np.ones((3, 5, 7), np.uint8))
+    samples = _one_polygon(tmp_path, box(1000, 1995, 1007, 2000))
+    for tile in (256, 5):
+        refused(cli("export", "--input-raster", image, "--input-samples", samples, "--class-field", "cls", "--tile-size-x", tile, "--tile-size-y", tile,
+                    "--output-folder", tmp_path / "chips"), "7x5 pixels: too small to cut training chips")
+    assert not (tmp_path / "chips").exists()
+
+
+def _one_polygon(tmp_path, geom):
+    from gis_files import write_vector
+    return write_vector(tmp_path / "one.gpkg", [geom], [1])
+
+
+def test_undeclared_fill_values_and_null_classes_are_said(scene, tmp_path):
+    """A float raster with a block of 3e38 (a fill value not declared as nodata) would set the band statistics;
+    features with a NULL class are left out: both are said, with the fix."""
+    import numpy as np
+    with rasterio.open(scene.image) as src:
+        profile, data = src.profile, src.read().astype("float32")
+    data[:, :10, :10] = 3e38
+    profile.update(dtype="float32", nodata=None)
+    image = tmp_path / "filled.tif"
+    with rasterio.open(image, "w", **profile) as dst:
+        dst.write(data)
+    vec = read_vector(scene.samples)
+    values = [int(v) for v in vec.attributes["Classvalue"]]
+    values[0] = values[1] = None
+    progress = _export_engine(image, vec.geometries, values, tmp_path / "chips", vec.crs_wkt)
+    said = "\n".join(m for m in progress.messages if m.startswith("Warning: "))
+    assert "hold values of 3e+38" in said and "gdal_edit.py -a_nodata" in said, said
+    assert "2 sample feature(s) have no geometry or no class value" in said, said
+    assert np.isfinite(data).all()
+
+
+def test_the_exports_class_template_is_not_taken_for_a_model(scene, tmp_path):
+    from gis_files import scene_chips
+    chips = scene_chips(scene, tmp_path / "chips", stride=128)
+    refused(cli("classify", "--input-raster", scene.image, "--model-definition",
+                os.path.join(chips, "esri_model_definition.emd"), "--output-raster", tmp_path / "c.tif"),
+            "class template that Export Training Data writes", "OUTPUT_MODEL")
+    assert not (tmp_path / "c.tif").exists()
+
+
+def test_a_model_definition_with_a_byte_order_mark_loads(trained_scene_model, tmp_path):
+    from deep_pixel.model.package import load_package
+    folder = tmp_path / "bom"
+    shutil.copytree(os.path.dirname(trained_scene_model), folder)
+    emd = folder / os.path.basename(trained_scene_model)
+    emd.write_bytes(b"\xef\xbb\xbf" + emd.read_bytes())
+    assert load_package(str(emd)).schema.values == load_package(trained_scene_model).schema.values
+
+
+def test_training_on_one_class_is_warned(scene, tmp_path):
+    from deep_pixel.core.progress import RecordingProgress
+    from deep_pixel.train.loop import train_model
+    from deep_pixel.train.options import TrainOptions
+    vec = read_vector(scene.samples)
+    keep = [i for i, v in enumerate(vec.attributes["Classvalue"]) if int(v) == 1]
+    _export_engine(scene.image, [vec.geometries[i] for i in keep], [1] * len(keep), tmp_path / "chips", vec.crs_wkt,
+                   stride_x=64, stride_y=64)
+    progress = RecordingProgress()
+    train_model(str(tmp_path / "chips"), str(tmp_path / "model"), TrainOptions(
+        max_epochs=1, backbone="resnet18", batch_size=4, learning_rate=1e-3, device="cpu",
+        model_arguments={"chip_size": 32, "steps_per_epoch": 2, "lr_test_steps": 0}), progress)
+    assert any(m.startswith("Warning: ") and "one class only" in m for m in progress.messages), progress.messages
