@@ -28,6 +28,10 @@ def pick_class_field(field_names, requested: str | None = None) -> str:
     """The class field to use: the requested one, else the first conventional name present."""
     names = list(field_names)
     if requested:
+        if not names:
+            raise DeepPixelError(f"The samples have no attribute field at all, so no class field {requested!r}: "
+                                 "a shapefile whose .dbf is missing reads so. Copy the layer with all its files "
+                                 "(.shp, .shx, .dbf, .prj), or save it as a GeoPackage.")
         if requested not in names:
             raise DeepPixelError(f"The samples have no field {requested!r}; fields are: {', '.join(names)}.")
         return requested

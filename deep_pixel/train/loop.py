@@ -78,9 +78,9 @@ def train_model(folders: str | list[str], output_folder: str, options: TrainOpti
     options = options or TrainOptions()
     progress = check(progress)
     options.validate()
-    folders = [folders] if isinstance(folders, str) else list(folders)
     main = distributed.launched_rank() == 0
     progress = progress if main else Progress()
+    folders = _distinct([folders] if isinstance(folders, str) else list(folders), progress)
     check_train_destinations(folders, output_folder, options.pretrained_model, model_name(output_folder))
     checkpoints = Checkpoints(output_folder, model_name(output_folder), progress, active=main)
     run = _Run(options, progress, model_name(output_folder))
@@ -105,6 +105,21 @@ def train_model(folders: str | list[str], output_folder: str, options: TrainOpti
             run.loader.close()
         distributed.finish(run.dist)
     return result
+
+
+def _distinct(folders: list, progress) -> list:
+    """Each chips folder once: one given twice (however spelled) would count its chips twice."""
+    from ..io.destinations import same_file_key
+    seen, out = set(), []
+    for folder in folders:
+        key = same_file_key(folder)
+        if key in seen:
+            progress.warn(f"The chips folder {folder} is given more than once (INPUT_TRAINING_DATA or "
+                          "ADDITIONAL_TRAINING_DATA); it is used once.")
+            continue
+        seen.add(key)
+        out.append(folder)
+    return out
 
 
 class _Run:

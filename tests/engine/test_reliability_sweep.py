@@ -186,3 +186,38 @@ def test_training_on_one_class_is_warned(scene, tmp_path):
         max_epochs=1, backbone="resnet18", batch_size=4, learning_rate=1e-3, device="cpu",
         model_arguments={"chip_size": 32, "steps_per_epoch": 2, "lr_test_steps": 0}), progress)
     assert any(m.startswith("Warning: ") and "one class only" in m for m in progress.messages), progress.messages
+
+
+def test_a_shapefile_without_its_dbf_is_named(tmp_path):
+    import numpy as np
+    from gis_files import write_raster
+    from osgeo import ogr, osr
+    from shapely.geometry import box
+    image = write_raster(tmp_path / "r.tif", np.ones((3, 64, 64), np.uint8))
+    srs = osr.SpatialReference()
+    srs.ImportFromEPSG(32633)
+    ds = ogr.GetDriverByName("ESRI Shapefile").CreateDataSource(str(tmp_path / "s.shp"))
+    layer = ds.CreateLayer("s", srs, ogr.wkbPolygon)
+    layer.CreateField(ogr.FieldDefn("cls", ogr.OFTInteger))
+    feature = ogr.Feature(layer.GetLayerDefn())
+    feature.SetField("cls", 1)
+    feature.SetGeometry(ogr.CreateGeometryFromWkt(box(1000, 1950, 1030, 2000).wkt))
+    layer.CreateFeature(feature)
+    ds = None
+    os.remove(tmp_path / "s.dbf")
+    refused(cli("export", "--input-raster", image, "--input-samples", tmp_path / "s.shp", "--class-field", "cls",
+                "--output-folder", tmp_path / "chips"), "no attribute field at all", ".dbf")
+
+
+def test_a_chips_folder_given_twice_counts_once(scene, tmp_path):
+    from gis_files import scene_chips
+    from deep_pixel.core.progress import RecordingProgress
+    from deep_pixel.train.loop import train_model
+    from deep_pixel.train.options import TrainOptions
+    chips = scene_chips(scene, tmp_path / "chips", stride=128)
+    progress = RecordingProgress()
+    train_model([chips, os.path.join(chips, "..", "chips")], str(tmp_path / "model"), TrainOptions(
+        max_epochs=1, backbone="resnet18", batch_size=4, learning_rate=1e-3, device="cpu",
+        model_arguments={"chip_size": 32, "steps_per_epoch": 2, "lr_test_steps": 0}), progress)
+    assert any("given more than once" in m for m in progress.messages)
+    assert any(" chips from 1 folder(s)" in m for m in progress.messages), progress.messages
