@@ -33,6 +33,7 @@ class ClassOutputs:
         grid = dict(width=info.width, height=end - self.first, crs=ds.crs,
                     transform=ds.window_transform(Window(0, self.first, info.width, end - self.first)))
         self.output_path, self.measure = output_path, measure
+        self.classified = 0                          # pixels given a class (0: an output of nodata only)
         self.out = StagedGeoTiff(output_path, dtype=self.dtype, nodata=NODATA, **grid)
         self.conf = self.unc = None
         try:
@@ -53,6 +54,7 @@ class ClassOutputs:
         if rows.row < self.first:
             return                                   # a shard's halo strip: another block owns its rows
         keep = rows.keep & (rows.index >= 0)
+        self.classified += int(keep.sum())
         at = rows.row - self.first
         self.out.write_rows(at, np.where(keep, self.lut[rows.index + 1], NODATA).astype(self.dtype))
         if self.conf is not None:

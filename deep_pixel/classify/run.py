@@ -187,6 +187,11 @@ def classify_raster(input_path, package, output_path, options, progress, members
         try:
             skipped, blend_bytes = job.run(ds, job.rows, outputs, progress)
             outputs.finish(package, options, job.tile, progress)
+            if not outputs.classified:
+                progress.warn("No pixel was classified: every pixel is nodata" + (" or outside MASK_POLYGONS"
+                              if options.mask_polygons else "") + ", so the output holds nodata only. Check the "
+                              "raster's nodata value" + (" and that the mask overlaps it." if options.mask_polygons
+                                                         else "."))
         except BaseException:
             outputs.discard()
             raise

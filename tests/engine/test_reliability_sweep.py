@@ -221,3 +221,19 @@ def test_a_chips_folder_given_twice_counts_once(scene, tmp_path):
         model_arguments={"chip_size": 32, "steps_per_epoch": 2, "lr_test_steps": 0}), progress)
     assert any("given more than once" in m for m in progress.messages)
     assert any(" chips from 1 folder(s)" in m for m in progress.messages), progress.messages
+
+
+def test_a_classification_with_no_pixel_classified_is_said(scene, trained_scene_model, tmp_path):
+    import numpy as np
+    from deep_pixel.classify.options import ClassifyOptions
+    from deep_pixel.classify.run import classify
+    from deep_pixel.core.progress import RecordingProgress
+    with rasterio.open(scene.image) as src:
+        profile = src.profile
+    profile.update(dtype="float32", nodata=None)
+    image = tmp_path / "all_nan.tif"
+    with rasterio.open(image, "w", **profile) as dst:
+        dst.write(np.full((profile["count"], profile["height"], profile["width"]), np.nan, np.float32))
+    progress = RecordingProgress()
+    classify(str(image), trained_scene_model, str(tmp_path / "c.tif"), ClassifyOptions(device="cpu"), progress)
+    assert any(m.startswith("Warning: No pixel was classified") for m in progress.messages), progress.messages
