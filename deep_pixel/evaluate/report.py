@@ -79,12 +79,11 @@ def check_evaluate_destinations(classified: str, reference: str | None, referenc
     check_destinations([Place("INPUT_CLASSIFIED", classified, "raster"), Place.infer("REFERENCE", reference),
                         Place("REFERENCE_RASTER", reference_raster or "", "raster")],
                        [Place("OUTPUT_REPORT", report or "", "report"), Place.infer("OUTPUT_TABLE", table, folders=False)])
-    for path, role in ((report, "OUTPUT_REPORT"), (report and os.path.splitext(report)[0] + ".json", "OUTPUT_REPORT"),
-                       (table, "OUTPUT_TABLE")):
+    for path in (report, report and os.path.splitext(report)[0] + ".json"):     # the table is replaced as asked
         if path and os.path.isfile(path) and not _earlier_report(path):
-            raise DeepPixelError(f"{role} would replace {path}, which is not a report of Compute Accuracy (another "
-                                 "tool's file, e.g. an export's or a model's). Nothing was written: choose another "
-                                 f"name or folder for {role}.")
+            raise DeepPixelError(f"OUTPUT_REPORT would replace {path}, which is not a report of Compute Accuracy "
+                                 "(another tool's file, e.g. an export's or a model's). Nothing was written: choose "
+                                 "another name or folder for OUTPUT_REPORT.")
 
 
 def _earlier_report(path: str) -> bool:
@@ -99,9 +98,7 @@ def _earlier_report(path: str) -> bool:
                 return isinstance(data, dict) and {"classified", "per_class"} <= data.keys()
     except (OSError, UnicodeDecodeError, ValueError):
         return False
-    if path.lower().endswith((".htm", ".html")):
-        return "<title>Accuracy assessment</title>" in head
-    return head.split("\n", 1)[0].strip().strip("\ufeff") == ",".join(TABLE_FIELDS)
+    return "<title>Accuracy assessment</title>" in head
 
 
 def write_outputs(result, classified: str, reference: str, report: str | None, table: str | None) -> None:

@@ -238,7 +238,7 @@ def _warn_fill_values(stats: dict, bands, progress) -> None:
     found = {band: next(v for v in (low, high) if abs(v) >= FILL_MAGNITUDE)
              for band, low, high in zip(bands, stats["min"], stats["max"]) if max(abs(low), abs(high)) >= FILL_MAGNITUDE}
     if found:
-        band, value = next(iter(found.items()))
+        value = next(iter(found.values()))
         progress.warn(f"Band(s) {', '.join(map(str, found))} hold values of {value:.3g}: that looks like a fill value "
                       "that is not declared as nodata, and it would spoil the band statistics training normalises "
                       f"with. Declare it (gdal_edit.py -a_nodata {value:.9g} raster.tif, or Layer Properties > "
