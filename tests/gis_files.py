@@ -14,11 +14,13 @@ def write_raster(path, data, transform=Affine(1, 0, 1000, 0, -1, 2000), crs=EPSG
     return str(path)
 
 
-def write_vector(path, geoms, values, field_type=ogr.OFTInteger):
-    """A GeoPackage with a 'cls' field, written by OGR (as a user's file would be)."""
-    ds = ogr.GetDriverByName("GPKG").CreateDataSource(str(path))
+def write_vector(path, geoms, values, field_type=ogr.OFTInteger, epsg=EPSG):
+    """A GeoPackage (a shapefile when ``path`` ends with .shp) with a 'cls' field, written by OGR (as a user's
+    file would be); ``epsg`` is the CRS the layer says it is in."""
+    driver = "ESRI Shapefile" if str(path).lower().endswith(".shp") else "GPKG"
+    ds = ogr.GetDriverByName(driver).CreateDataSource(str(path))
     srs = osr.SpatialReference()
-    srs.ImportFromEPSG(EPSG)
+    srs.ImportFromEPSG(epsg)
     lyr = ds.CreateLayer("samples", srs, ogr.wkbUnknown)
     lyr.CreateField(ogr.FieldDefn("cls", field_type))
     for g, v in zip(geoms, values):

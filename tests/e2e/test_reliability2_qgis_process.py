@@ -231,18 +231,8 @@ def test_compute_accuracy_refuses_an_output_that_is_a_folder(tmp_path):
 
 def test_samples_with_a_crs_that_does_not_fit_their_coordinates_through_qgis_process(tmp_path):
     """A layer labelled EPSG:4326 holding projected coordinates: named with the fix, no traceback, nothing made."""
-    from osgeo import ogr, osr
     raster, _ = _landscape(tmp_path)
-    srs = osr.SpatialReference()
-    srs.ImportFromEPSG(4326)
-    ds = ogr.GetDriverByName("GPKG").CreateDataSource(str(tmp_path / "wrong.gpkg"))
-    layer = ds.CreateLayer("samples", srs, ogr.wkbPolygon)
-    layer.CreateField(ogr.FieldDefn("cls", ogr.OFTInteger))
-    feature = ogr.Feature(layer.GetLayerDefn())
-    feature.SetField("cls", 1)
-    feature.SetGeometry(ogr.CreateGeometryFromWkt(box(1000, 1950, 1030, 2000).wkt))
-    layer.CreateFeature(feature)
-    ds = None
+    write_vector(tmp_path / "wrong.gpkg", [box(1000, 1950, 1030, 2000)], [1], epsg=4326)
     text = _fails(_export(raster, tmp_path / "wrong.gpkg", tmp_path / "chips"), "cannot be reprojected",
                   "EPSG:4326", "Assigned Coordinate Reference System")
     assert "Unexpected error" not in text and not (tmp_path / "chips").exists()

@@ -190,20 +190,10 @@ def test_training_on_one_class_is_warned(scene, tmp_path):
 
 def test_a_shapefile_without_its_dbf_is_named(tmp_path):
     import numpy as np
-    from gis_files import write_raster
-    from osgeo import ogr, osr
+    from gis_files import write_raster, write_vector
     from shapely.geometry import box
     image = write_raster(tmp_path / "r.tif", np.ones((3, 64, 64), np.uint8))
-    srs = osr.SpatialReference()
-    srs.ImportFromEPSG(32633)
-    ds = ogr.GetDriverByName("ESRI Shapefile").CreateDataSource(str(tmp_path / "s.shp"))
-    layer = ds.CreateLayer("s", srs, ogr.wkbPolygon)
-    layer.CreateField(ogr.FieldDefn("cls", ogr.OFTInteger))
-    feature = ogr.Feature(layer.GetLayerDefn())
-    feature.SetField("cls", 1)
-    feature.SetGeometry(ogr.CreateGeometryFromWkt(box(1000, 1950, 1030, 2000).wkt))
-    layer.CreateFeature(feature)
-    ds = None
+    write_vector(tmp_path / "s.shp", [box(1000, 1950, 1030, 2000)], [1])
     os.remove(tmp_path / "s.dbf")
     refused(cli("export", "--input-raster", image, "--input-samples", tmp_path / "s.shp", "--class-field", "cls",
                 "--output-folder", tmp_path / "chips"), "no attribute field at all", ".dbf")
