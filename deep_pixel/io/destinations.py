@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from ..chips.layout import EXPORT_METADATA, IMAGES, LABELS, METADATA_FILES, STATS
 from ..core.errors import DeepPixelError
 
 # Files GDAL or QGIS keep beside a raster (appended to the full name, or replacing the extension).
@@ -139,6 +140,8 @@ def check_writable(out: Place) -> None:
     if out.kind == "folder" and os.path.exists(path) and not os.path.isdir(path):
         raise DeepPixelError(f"{out.called} {out.path} exists and is a file; give {out.role} the path "
                              "of a new or empty folder.")
+    if out.kind != "folder":
+        _check_not_in_a_product(out, path)
     parent = os.path.dirname(path)
     existing = parent
     while existing and not os.path.exists(existing):
@@ -148,6 +151,24 @@ def check_writable(out: Place) -> None:
     if existing and not os.access(existing, os.W_OK | os.X_OK):
         raise DeepPixelError(f"{out.called} {out.path} cannot be written: no permission to write in {existing}. "
                              "Choose a folder you can write to.")
+
+
+def _check_not_in_a_product(out: Place, path: str) -> None:
+    """An output must not replace a file of a chips folder (a chip or its label in images/ or labels/, or the
+    export's own files): later trainings would use it without a word. Other files beside them are the user's."""
+    existing = [p for p in out.files() if os.path.exists(p)]
+    if not existing:
+        return
+    folder = os.path.dirname(path)
+    own = {os.path.basename(p) for p in existing} & {*METADATA_FILES, STATS}
+    chips = folder if own and os.path.isfile(os.path.join(folder, EXPORT_METADATA)) else None
+    if os.path.basename(folder) in (IMAGES, LABELS) and os.path.isfile(
+            os.path.join(os.path.dirname(folder), EXPORT_METADATA)):
+        chips = os.path.dirname(folder)
+    if chips:
+        raise DeepPixelError(f"{out.called} {out.path} would replace a file of the training chips folder {chips} "
+                             "(written by Export Training Data), and later trainings would use it. Nothing was "
+                             f"written: choose another name or folder for {out.role}.")
 
 
 def _extension(out: Place) -> str:

@@ -227,3 +227,20 @@ def test_a_classification_with_no_pixel_classified_is_said(scene, trained_scene_
     progress = RecordingProgress()
     classify(str(image), trained_scene_model, str(tmp_path / "c.tif"), ClassifyOptions(device="cpu"), progress)
     assert any(m.startswith("Warning: No pixel was classified") for m in progress.messages), progress.messages
+
+
+def test_an_output_never_replaces_a_chip_of_an_export(scene, trained_scene_model, tmp_path):
+    """Classify's output named after a chip (images/, labels/) or an export's own file is refused: the next
+    training would use it. A file of the user's own beside the chips can be written and written again."""
+    from gis_files import scene_chips
+    chips = scene_chips(scene, tmp_path / "chips", stride=128)
+    before = snapshot(chips)
+    chip = os.path.join(chips, "images", sorted(os.listdir(os.path.join(chips, "images")))[0])
+    refused(cli("classify", "--input-raster", scene.image, "--model-definition", trained_scene_model,
+                "--output-raster", chip), "would replace a file of the training chips folder")
+    assert snapshot(chips) == before
+    mine = os.path.join(chips, "my_classes.tif")
+    for _ in range(2):
+        proc = cli("classify", "--input-raster", scene.image, "--model-definition", trained_scene_model,
+                   "--output-raster", mine)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
