@@ -166,9 +166,11 @@ def _check_not_in_a_product(out: Place, path: str) -> None:
             os.path.join(os.path.dirname(folder), EXPORT_METADATA)):
         chips = os.path.dirname(folder)
     if chips:
-        raise DeepPixelError(f"{out.called} {out.path} would replace a file of the training chips folder {chips} "
-                             "(written by Export Training Data), and later trainings would use it. Nothing was "
-                             f"written: choose another name or folder for {out.role}.")
+        named = next((p for p in existing if os.path.basename(p) in own), existing[0])
+        which = "is" if named == out.path else f"would replace {named},"
+        raise DeepPixelError(f"{out.called} {out.path} {which} a file of the training chips folder {chips} (written "
+                             "by Export Training Data): replaced, it would change what later trainings learn from. "
+                             f"Nothing was written: choose another name or folder for {out.role}.")
 
 
 def _extension(out: Place) -> str:

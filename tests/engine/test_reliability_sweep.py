@@ -81,9 +81,15 @@ def test_a_report_never_replaces_another_tools_file_beside_it(scene, tmp_path):
     (folder / "deep_pixel_export.json").write_text(json.dumps({"band_stats": {"mean": [1.0]}}))
     before = snapshot(folder)
     args = ["evaluate", "--input-classified", scene.truth, "--reference", scene.samples, "--class-field", "Classvalue"]
-    refused(cli(*args, "--output-report", folder / "deep_pixel_export.html"), "deep_pixel_export.json",
-            "not a report of Compute Accuracy")
+    refused(cli(*args, "--output-report", folder / "deep_pixel_export.html"), "replace",
+            str(folder / "deep_pixel_export.json"))
     assert snapshot(folder) == before
+    model = tmp_path / "model"                   # a model's training log beside the report's .json
+    model.mkdir()
+    (model / "training_log.json").write_text(json.dumps({"epochs": []}))
+    refused(cli(*args, "--output-report", model / "training_log.html"), "training_log.json",
+            "not a report of Compute Accuracy")
+    assert json.loads((model / "training_log.json").read_text()) == {"epochs": []}
     report = tmp_path / "accuracy.html"
     for _ in range(2):                          # the second run replaces the first's report, as asked
         proc = cli(*args, "--output-report", report, "--output-table", tmp_path / "accuracy.csv")
@@ -237,7 +243,7 @@ def test_an_output_never_replaces_a_chip_of_an_export(scene, trained_scene_model
     before = snapshot(chips)
     chip = os.path.join(chips, "images", sorted(os.listdir(os.path.join(chips, "images")))[0])
     refused(cli("classify", "--input-raster", scene.image, "--model-definition", trained_scene_model,
-                "--output-raster", chip), "would replace a file of the training chips folder")
+                "--output-raster", chip), "is a file of the training chips folder")
     assert snapshot(chips) == before
     mine = os.path.join(chips, "my_classes.tif")
     for _ in range(2):
