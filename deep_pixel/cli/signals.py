@@ -11,12 +11,15 @@ from __future__ import annotations
 import signal
 import threading
 
-from ..core.errors import Terminated
+from ..core.errors import Cancelled, Terminated
+
+_received = [0]          # SIGTERMs handled so far (a block compares the count at its start and end)
 
 
 def _terminate(signum, frame):
     """Further signals are ignored so that the clean-up itself is not interrupted."""
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    _received[0] += 1
     raise Terminated()
 
 
@@ -25,7 +28,7 @@ class sigterm_cancels:  # noqa: N801 (used as a context manager, like contextlib
     restored after it. Nested blocks leave the outer one's handling in place."""
 
     def __enter__(self):
-        self.previous = None
+        self.previous, self.received = None, _received[0]
         if threading.current_thread() is not threading.main_thread():
             return self
         current = signal.getsignal(signal.SIGTERM)
@@ -37,7 +40,11 @@ class sigterm_cancels:  # noqa: N801 (used as a context manager, like contextlib
             self.previous = None
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, exc_type, exc, tb):
         if self.previous is not None:
             signal.signal(signal.SIGTERM, self.previous)
+        if exc is not None and _received[0] > self.received and not isinstance(exc, Cancelled):
+            # Terminated was raised inside C code (GDAL, rasterio, numpy), which turned it into its own error
+            # (e.g. rasterio's "A valid dtype is required"): it is still the stop that was asked for
+            raise Terminated() from exc
         return False

@@ -12,6 +12,7 @@ import sys
 import time
 
 import numpy as np
+import pytest
 from conftest import snapshot
 from gis_files import write_raster, write_vector
 from shapely.geometry import box
@@ -136,3 +137,21 @@ def test_a_stop_is_never_taken_for_a_failure_that_code_tolerates(tmp_path, monke
     monkeypatch.setattr("torch.load", stop)
     with pytest.raises(Terminated):
         resume.load(str(tmp_path), "fingerprint")
+
+
+def test_a_stop_that_c_code_turned_into_its_own_error_is_still_a_stop():
+    """SIGTERM's Terminated raised while rasterio's Cython code runs comes out as its own TypeError ("A valid
+    dtype is required"): a block that received SIGTERM ends with Terminated, not "Unexpected error"."""
+    from deep_pixel.cli.signals import sigterm_cancels
+    from deep_pixel.core.errors import Terminated
+    with pytest.raises(Terminated) as caught:
+        with sigterm_cancels():
+            try:
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(5)
+            except Terminated as e:
+                raise TypeError("A valid dtype is required.") from e
+    assert isinstance(caught.value.__cause__, TypeError) and signal.getsignal(signal.SIGTERM) is not None
+    with pytest.raises(TypeError):                      # without SIGTERM an error stays what it is
+        with sigterm_cancels():
+            raise TypeError("a bug")
