@@ -11,7 +11,7 @@ from __future__ import annotations
 import signal
 import threading
 
-from ..core.errors import Cancelled, Terminated
+from ..core.errors import Cancelled, DeepPixelError, Terminated
 
 _received = [0]          # SIGTERMs handled so far (a block compares the count at its start and end)
 
@@ -43,8 +43,15 @@ class sigterm_cancels:  # noqa: N801 (used as a context manager, like contextlib
     def __exit__(self, exc_type, exc, tb):
         if self.previous is not None:
             signal.signal(signal.SIGTERM, self.previous)
-        if exc is not None and _received[0] > self.received and not isinstance(exc, Cancelled):
+        if exc is not None and _received[0] > self.received and _made_by_c_code(exc):
             # Terminated was raised inside C code (GDAL, rasterio, numpy), which turned it into its own error
             # (e.g. rasterio's "A valid dtype is required"): it is still the stop that was asked for
             raise Terminated() from exc
         return False
+
+
+def _made_by_c_code(exc) -> bool:
+    """A Python or library error (not one of ours, nor a message meant for the user, e.g. the external engine's
+    own account of its stop, which names the checkpoint it kept)."""
+    return not isinstance(exc, (Cancelled, DeepPixelError)) and \
+        type(exc).__module__.split(".")[0] in ("builtins", "rasterio", "numpy", "torch")
