@@ -28,7 +28,9 @@ from dataclasses import dataclass
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DATA = os.path.join(os.path.dirname(ROOT), "shared", "data")
+# the real scenes: ../shared/data beside the checkout, or DEEP_PIXEL_DATA (a copy carried to a GPU machine)
+DATA = os.environ.get("DEEP_PIXEL_DATA") or os.path.join(os.path.dirname(ROOT), "shared", "data")
+DEVICE = os.environ.get("QUALITY_DEVICE", "cpu")    # cuda: the same defaults on a GPU (mixed precision, whole chips)
 
 # Training options of each variant (TrainOptions keyword arguments; model_arguments as a dict).
 VARIANTS = {
@@ -63,7 +65,7 @@ def variant_options(name, seed=0):
     kw = dict(VARIANTS[name])
     if MINUTES and "time_limit" not in kw:
         kw["time_limit"] = float(MINUTES)
-    return TrainOptions(device="cpu", seed=seed, **kw)
+    return TrainOptions(device=DEVICE, seed=seed, **kw)
 
 
 @dataclass
@@ -204,7 +206,7 @@ def network(scene, folder, test_gpkg, variant, tmp, seed=0):
     seconds = time.perf_counter() - t0
     classified = os.path.join(out, "classified.tif")
     classify(scene.test_image, result.emd_path, classified,
-             ClassifyOptions(device="cpu", test_time_augmentation=variant == "tta"))
+             ClassifyOptions(device=DEVICE, test_time_augmentation=variant == "tta"))
     r = evaluate(classified, test_gpkg, options=EvaluateOptions(class_field=scene.class_field))
     return r.summary["mean_iou"], r.summary["overall_accuracy"], seconds, result.epochs_run
 

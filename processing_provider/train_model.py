@@ -20,7 +20,7 @@ HELP = """Trains a segmentation network on chips written by Export Training Data
 <b>Unlabelled pixels</b> (value 0) are ignored by the loss and the metrics. Validation chips are spatially apart from training chips; the best epoch is kept.
 <b>Learning rate</b>: empty = found with a learning-rate range test.
 <b>Pretrained model</b>: a model of ours (.emd/.dlpk) to fine-tune (its architecture, backbone and normalisation are used; leave MODEL_TYPE and BACKBONE out, or set them to the model's), or an encoder weights file (.pth).
-<b>On CPU</b> the U-Net family uses a light decoder (encoder depth 4, decoder 64-32-16-16: about 6x faster) and 64 px random crops unless MODEL_ARGUMENTS say otherwise (decoder=default, chip_size=N).
+<b>On CPU</b> the U-Net family uses a light decoder (encoder depth 4, decoder 64-32-16-16: about 6x faster) unless MODEL_ARGUMENTS say otherwise (decoder=default). Training examples are 64 px random crops of the chips on CPU and CUDA (chip_size=N for others).
 <b>Model arguments</b> (key=value, comma-separated): """ + "; ".join(f"<i>{k}</i>: {v[2]}" for k, v in MODEL_ARGUMENTS.items()) + "."
 
 

@@ -47,7 +47,7 @@ MODEL_ARGUMENTS = {
     "focal_loss": Arg(bool, False, "focal loss (gamma 2) instead of plain cross-entropy"),
     "dice_loss_fraction": Arg(float, 0.0, "share of Dice loss mixed into the loss (0-1)", 0, 1),
     "ignore_classes": Arg(list, [], "class values left out of training (e.g. 3,5)", 1, 65535),
-    "chip_size": Arg(int, 0, "random crop size in pixels (0: 64 on CPU, the whole chip on CUDA)", 0, 4096),
+    "chip_size": Arg(int, 0, "random crop size in pixels (0: 64, on CPU and CUDA)", 0, 4096),
     "decoder": Arg(str, "auto", "light (encoder_depth 4, decoder 64-32-16-16), default (smp), "
                                 "auto (light on CPU for U-Net family)", choices=DECODERS),
     "pixel_branch": Arg(int, -1, "hidden channels of a per-pixel branch (1x1 convolutions on the input bands) "

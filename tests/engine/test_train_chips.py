@@ -86,3 +86,23 @@ def test_spatial_split_is_apart_and_reproducible(ours):
             assert not (a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3])
     none = spatial_split(data.chips, 0, seed=5)
     assert none["valid"] == [] and len(none["train"]) == len(data.chips)
+
+
+def test_chips_read_without_gdal_bindings_as_with_them(ours, monkeypatch):
+    """A server with rasterio's wheel alone (no osgeo): chips are read through rasterio, the same pixels."""
+    import sys
+
+    from deep_pixel.chips.chip import read_pixels
+    lines = open(os.path.join(ours, "map.txt")).read().split()
+    image, label = (os.path.join(ours, p) for p in lines[:2])
+    window = (5, 7, 20, 30)
+    with_gdal = [read_pixels(p, "image", w) for p in (image, label) for w in (None, window)]
+    monkeypatch.setitem(sys.modules, "osgeo", None)          # `from osgeo import gdal` raises ImportError
+    without = [read_pixels(p, "image", w) for p in (image, label) for w in (None, window)]
+    for a, b in zip(with_gdal, without):
+        assert a.shape == b.shape and a.dtype == b.dtype and np.array_equal(a, b)
+    assert without[1].shape[1:] == (20, 30)
+    folder = read_folder(ours)
+    assert folder.chips and folder.chips[0].read_image()[0].shape[0] == with_gdal[0].shape[0]
+    with pytest.raises(DeepPixelError, match="Cannot read the image chip"):
+        read_pixels(os.path.join(ours, "map.txt"), "image")
