@@ -21,11 +21,18 @@ class VectorData:
     fids: list = None         # the features' ids (for messages naming a feature)
 
 
-def read_vector(path: str, layer: str | None = None) -> VectorData:
+def ogr_bindings(purpose: str = "Reading vector files"):
+    """(ogr, osr) from GDAL's Python bindings, or a clear error naming what needs them."""
     try:
         from osgeo import ogr, osr
-    except ImportError as e:  # pragma: no cover - depends on the machine
-        raise DeepPixelError("Reading vector files needs GDAL's Python bindings (Debian: python3-gdal).") from e
+    except ImportError as e:
+        raise DeepPixelError(f"{purpose} needs GDAL's Python bindings (osgeo; Debian: python3-gdal, conda: gdal), "
+                             "which this Python lacks. Install them, or run this step in QGIS's Python.") from e
+    return ogr, osr
+
+
+def read_vector(path: str, layer: str | None = None) -> VectorData:
+    ogr, osr = ogr_bindings()
     ogr.UseExceptions()
     try:
         src = ogr.Open(path)

@@ -7,6 +7,7 @@ import os
 from ..core.errors import DeepPixelError
 from ..io.destinations import Place, check_destinations
 from ..io.staging import staged_file
+from ..io.vector import ogr_bindings
 
 FIELDS = (("rank", "int"), ("mean_uncertainty", "real"), ("class_mix", "text"))
 
@@ -17,6 +18,8 @@ def check_suggest_destinations(input_raster, model_definition, input_uncertainty
     output is a GeoPackage; Processing writes any vector format itself)."""
     if output and require_gpkg and not output.lower().endswith(".gpkg"):
         raise DeepPixelError(f"OUTPUT {output}: Suggest Samples writes a GeoPackage; use a .gpkg file name.")
+    if output and require_gpkg:
+        ogr_bindings("Writing the suggestions GeoPackage")
     check_destinations([Place("INPUT_RASTER", input_raster or "", "raster"),
                         Place.infer("MODEL_DEFINITION", model_definition),
                         Place("INPUT_UNCERTAINTY", input_uncertainty or "", "raster"),
@@ -27,7 +30,7 @@ def check_suggest_destinations(input_raster, model_definition, input_uncertainty
 
 def write_suggestions(result, output: str) -> str:
     """The suggestions as polygons (layer ``suggestions``, the raster's CRS) in the GeoPackage ``output``."""
-    from osgeo import ogr, osr
+    ogr, osr = ogr_bindings("Writing the suggestions GeoPackage")
     ogr.UseExceptions()
     with staged_file(output) as tmp:
         os.remove(tmp)                                  # the GeoPackage driver creates the file itself

@@ -191,3 +191,19 @@ def test_sigterm_acts_like_cancel(tmp_path, scene, trained_scene_model):
     assert proc.returncode == 3, err
     assert '"cancelled"' in rest and "SIGTERM" in rest and "Traceback" not in err
     assert os.listdir(out) == []                               # no partial raster, no staging file
+
+
+def test_without_gdal_bindings_vector_steps_say_so(tmp_path, monkeypatch):
+    """A Python without osgeo (a server with rasterio's wheel alone): reading or writing vectors is refused with
+    the fix, the suggestions GeoPackage before any work; Processing's output (written by QGIS) is not refused."""
+    from deep_pixel.io.vector import read_vector
+    from deep_pixel.suggest.output import check_suggest_destinations
+    samples = str(tmp_path / "s.gpkg")
+    write_vector(samples, [box(0, 0, 1, 1)], [1])
+    monkeypatch.setitem(sys.modules, "osgeo", None)
+    with pytest.raises(DeepPixelError, match=r"Reading vector files needs GDAL's Python bindings .*python3-gdal"):
+        read_vector(samples)
+    with pytest.raises(DeepPixelError, match="Writing the suggestions GeoPackage needs GDAL's Python bindings"):
+        check_suggest_destinations("in.tif", "m.emd", None, None, None, str(tmp_path / "out.gpkg"))
+    check_suggest_destinations("in.tif", "m.emd", None, None, None, str(tmp_path / "out.shp"), require_gpkg=False)
+    assert sorted(os.listdir(tmp_path)) == ["s.gpkg"]
