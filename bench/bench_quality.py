@@ -58,6 +58,7 @@ MINUTES = os.environ.get("QUALITY_MINUTES")       # TIME_LIMIT of the variants t
 # Training seeds of each variant (QUALITY_SEEDS=0,1,2): single runs on these small scenes differ by up to
 # 0.1 mIoU from seed to seed, so comparisons use the mean over seeds.
 SEEDS = [int(x) for x in os.environ.get("QUALITY_SEEDS", "0").split(",") if x.strip()]
+SEED_MIOU = {}                # (scene, variant) -> held-out mIoU of each seed
 
 
 def variant_options(name, seed=0):
@@ -243,6 +244,7 @@ def run_scene(scene, variants) -> list:
             for seed, run in zip(SEEDS, runs):
                 if len(SEEDS) > 1:
                     _print((scene.name, f"  {variant}, seed {seed}", *run))
+            SEED_MIOU[(scene.name, variant)] = [r[0] for r in runs]
             miou, oa, secs = (float(np.mean([r[i] for r in runs])) for i in range(3))
             epochs = "/".join(str(r[3]) for r in runs)
             label = f"Deep Pixel: {variant}" + (f" (mean of {len(SEEDS)} seeds)" if len(SEEDS) > 1 else "")
@@ -256,16 +258,25 @@ def _print(row):
     print(f"{scene:10s} {method:48s} {miou:6.3f} {oa:6.3f} {secs:8.1f} {epochs!s:>9s}", flush=True)
 
 
+def difference(scene, variant):
+    """(variant's mean mIoU - before's, its standard error from the seeds' spread; nan with one seed)."""
+    a, b = SEED_MIOU.get((scene, variant), []), SEED_MIOU.get((scene, "before"), [])
+    if not a or not b:
+        return np.nan, np.nan
+    se = np.sqrt(np.var(a, ddof=1) / len(a) + np.var(b, ddof=1) / len(b)) if min(len(a), len(b)) > 1 else np.nan
+    return float(np.mean(a) - np.mean(b)), float(se)
+
+
 def compare(rows, variants):
-    """Each variant's mIoU minus ``before``'s, per scene."""
+    """Each variant's mIoU minus ``before``'s, per scene, with its standard error over the seeds: a
+    difference within about two standard errors is not one that the seeds can tell from noise."""
     if "before" not in variants:
         return
-    print(f"\n{'variant':20s} " + " ".join(f"{s:>10s}" for s in sorted({r[0] for r in rows})) + "  (mIoU - before)")
-    table = {(r[0], r[1].split(" (mean")[0]): r[2] for r in rows}
-    for v in variants:
-        cells = [table.get((s, f"Deep Pixel: {v}"), np.nan) - table.get((s, "Deep Pixel: before"), np.nan)
-                 for s in sorted({r[0] for r in rows})]
-        print(f"{v:20s} " + " ".join(f"{c:+10.3f}" for c in cells))
+    scenes = sorted({r[0] for r in rows})
+    print(f"\n{'variant':20s} " + " ".join(f"{s:>16s}" for s in scenes) + "  (mIoU - before, +- standard error)")
+    for v in [v for v in variants if v != "before"]:
+        cells = [difference(s, v) for s in scenes]
+        print(f"{v:20s} " + " ".join(f"{d:+8.3f} +- {se:5.3f}" for d, se in cells))
 
 
 def main():
