@@ -139,6 +139,9 @@ def read_header(path, what):
 
 def label_chip(labels, lab_rel) -> np.ndarray:
     """The first band of a label chip as uint8/uint16 class values (checked)."""
+    if any(not np.array_equal(labels[0], band) for band in labels[1:]):
+        raise DeepPixelError(f"{lab_rel} has {labels.shape[0]} bands that differ; a label chip holds its class values "
+                             "in one band. Re-export the chips, or keep only the class band (gdal_translate -b N).")
     lab = labels[0]
     if lab.dtype.kind not in "iu" or (lab.size and int(lab.min()) < 0):
         raise DeepPixelError(f"{lab_rel}: label chips must hold non-negative integer class values.")

@@ -35,9 +35,11 @@ def stretch_rgb(data: np.ndarray, rgb_bands=(2, 1, 0), valid=None) -> np.ndarray
     out = np.zeros(data.shape[1:] + (3,), dtype=np.uint8)
     for i, b in enumerate(bands):
         band = data[b].astype(np.float64)
-        sample = band[valid] if valid is not None and valid.any() else band.ravel()
+        finite = np.isfinite(band) & (valid if valid is not None else True)
+        sample = band[finite]
         lo, hi = np.percentile(sample, (2, 98)) if sample.size else (0, 1)
-        out[:, :, i] = np.clip((band - lo) / max(hi - lo, 1e-9) * 255, 0, 255).astype(np.uint8)
+        scaled = np.nan_to_num((band - lo) / max(hi - lo, 1e-9) * 255, nan=0.0, posinf=255.0, neginf=0.0)
+        out[:, :, i] = np.clip(scaled, 0, 255).astype(np.uint8)
     return out
 
 

@@ -9,8 +9,33 @@ import tempfile
 from ..core.errors import DeepPixelError
 
 
+# What staging and checkpoints add to an output folder's name: ".<name>.partial-XXXXXXXX", "<name>.checkpoint"
+NAME_SUFFIXES = 20
+
+
+def check_folder_name(path: str) -> None:
+    """An output folder needs a name of its own ('.', '..' or a root cannot be renamed into) that fits the
+    file system with the suffixes of its temporary and checkpoint folders."""
+    if not path or not str(path).strip():
+        raise DeepPixelError("No output folder was given: give the path of a new folder (e.g. /data/output_1).")
+    name = os.path.basename(os.path.normpath(path))
+    if name in ("", ".", ".."):
+        raise DeepPixelError(f"The output folder {path!r} names no folder of its own (the current or parent folder, "
+                             "or a root): give the path of a new folder inside it (e.g. ./output_1).")
+    parent = os.path.dirname(os.path.abspath(path))
+    try:
+        limit = os.pathconf(parent if os.path.isdir(parent) else ".", "PC_NAME_MAX")
+    except (OSError, ValueError):
+        limit = 255
+    if len(os.fsencode(name)) + NAME_SUFFIXES > limit:
+        raise DeepPixelError(f"The output folder's name {name[:40]}... is {len(os.fsencode(name))} bytes long; "
+                             f"here it may be at most {limit - NAME_SUFFIXES} (file names stop at {limit} bytes, and "
+                             "its temporary and checkpoint folders add to it): choose a shorter name.")
+
+
 def check_output_folder(path: str, inputs=()) -> None:
     """Refuse an output folder that would overwrite inputs or a non-empty folder."""
+    check_folder_name(path)
     real = os.path.realpath(path)
     for p in inputs:
         if p and os.path.realpath(p) == real:

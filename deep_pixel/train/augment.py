@@ -104,14 +104,18 @@ class BatchMaker:
         labels = chip.labels
         y, x, h, w = self._window(labels, rng)
         raw, valid = chip.read_image((y, x, h, w))
-        image, target = self._augment(self.transform.apply(raw, valid), self.lut[labels[y:y + h, x:x + w]], rng)
+        target = self.lut[labels[y:y + h, x:x + w]]
+        target[~valid] = IGNORE_INDEX            # a label over nodata teaches nothing true (foreign chips)
+        image, target = self._augment(self.transform.apply(raw, valid), target, rng)
         return pad_to(image, self.multiple, 0.0), pad_to(target, self.multiple, IGNORE_INDEX)
 
     def whole_example(self, chip) -> tuple:
         """The whole chip, no augmentation (validation); padded to the network's multiple."""
         raw, valid = chip.read_image()
+        target = self.lut[chip.labels]
+        target[~valid] = IGNORE_INDEX
         return (pad_to(self.transform.apply(raw, valid), self.multiple, 0.0),
-                pad_to(self.lut[chip.labels], self.multiple, IGNORE_INDEX))
+                pad_to(target, self.multiple, IGNORE_INDEX))
 
     def sample(self, indices):
         """A training batch of random crops of the chips at ``indices``."""

@@ -15,13 +15,14 @@ leaves the previous one complete under ``.<name>.checkpoint.old-*``.
 """
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import tempfile
 
 from ..core.errors import DeepPixelError
 from ..io.destinations import Place, check_clashes, check_writable
-from ..io.staging import check_output_folder
+from ..io.staging import check_folder_name, check_output_folder
 from . import resume
 
 SUFFIX = ".checkpoint"
@@ -36,6 +37,7 @@ def check_train_destinations(folders, output_folder: str, pretrained_model: str 
     """Before any work: neither the model folder nor its checkpoint folder (which training replaces and
     removes) may be, hold or lie inside an input (the chips folders, PRETRAINED_MODEL) in any spelling;
     both must be writable, and the model folder new or empty."""
+    check_folder_name(output_folder)
     ckpt = checkpoint_path(output_folder)
     model = Place("OUTPUT_MODEL", output_folder, "folder")
     check_clashes([Place("INPUT_TRAINING_DATA", f, "folder") for f in folders]
@@ -139,9 +141,12 @@ class Checkpoints:
 
 
 def _write_error(path, e) -> DeepPixelError:
+    why = getattr(e, "strerror", None) or e
+    if getattr(e, "errno", None) not in (errno.ENOSPC, errno.EDQUOT, None):
+        return DeepPixelError(f"Writing the checkpoint {path} failed ({why}): choose another output folder.")
     try:
         free = f"{shutil.disk_usage(os.path.dirname(path)).free / 2**20:.0f} MiB free"
     except OSError:
         free = "free space unknown"
-    return DeepPixelError(f"Writing the checkpoint {path} failed ({getattr(e, 'strerror', None) or e}). The disk "
+    return DeepPixelError(f"Writing the checkpoint {path} failed ({why}). The disk "
                           f"may be full ({free}): free some space or choose another output folder.")

@@ -14,6 +14,7 @@ import warnings
 import numpy as np
 
 from ..chips.dataset import training_keys, validation_keys
+from ..core.errors import DeepPixelError
 from . import distributed
 
 
@@ -85,6 +86,10 @@ def evaluate_epoch(run, epoch: int, losses: list, train_seconds: float) -> dict:
     totals = distributed.sum_all(run.dist, [loss_sum, weight, float(np.sum(losses)), len(losses)]
                                  + cm.matrix.ravel().tolist(), run.device)
     loss_sum, weight, train_sum, train_n = totals[:4]
+    if not weight:
+        raise DeepPixelError("No labelled pixel of the measured chips counts: under each label the image chip is "
+                             "nodata (or the class is in ignore_classes). Check the chips' nodata value (or the "
+                             "raster's, then export again) and that the polygons lie over image data.")
     cm.matrix = np.rint(totals[4:]).astype(np.int64).reshape(cm.matrix.shape)
     run.summary = cm.summary()
     record = {"epoch": epoch, "train_loss": float(train_sum / train_n) if train_n else math.nan,

@@ -1,0 +1,81 @@
+"""Hostile inputs found by the stop-24 sweep of Train Model's chips folders and output paths.
+
+Real chips exported from the real scene, the real command line where a user would type the path: a clear
+error naming the problem and the fix, no traceback, nothing left behind.
+"""
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import rasterio
+from gis_files import scene_chips
+
+from deep_pixel.chips.chip import label_chip
+from deep_pixel.core.errors import DeepPixelError
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+TINY = "chip_size=32, steps_per_epoch=2, lr_test_steps=0"
+
+
+def train_cli(chips, output, cwd):
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    return subprocess.run([sys.executable, "-m", "deep_pixel", "train", "--input-training-data", str(chips),
+                           "--output-model", output, "--max-epochs", "1", "--device", "cpu", "--backbone",
+                           "resnet18", "--model-arguments", TINY], capture_output=True, text=True, cwd=cwd,
+                          env=env, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def chips(scene, tmp_path_factory):
+    return scene_chips(scene, tmp_path_factory.mktemp("sweep2") / "chips", stride=128)
+
+
+@pytest.mark.parametrize("output, words", [
+    ("", "No output folder was given"),
+    (".", "names no folder of its own"),
+    ("..", "names no folder of its own"),
+    ("m" * 250, "choose a shorter name"),
+])
+def test_an_output_folder_without_a_name_of_its_own_is_refused_before_training(chips, tmp_path, output, words):
+    """'' trained, then failed renaming into '' and left a 150 MB '<cwd>.checkpoint' in the parent folder; '.'
+    failed with 'Invalid argument'; a too long name failed after training, blaming a full disk."""
+    cwd = tmp_path / "work" / "empty"
+    cwd.mkdir(parents=True)
+    proc = train_cli(chips, output, cwd)
+    text = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and words in text, text
+    assert "Traceback" not in text and "Unexpected error" not in text and "Epoch" not in text, text
+    assert os.listdir(cwd) == [] and os.listdir(tmp_path / "work") == ["empty"]
+
+
+def test_a_label_chip_with_differing_bands_is_refused():
+    """Class values in bands 2-3 of a 3-band label chip trained silently on band 1 (all 0)."""
+    same = np.stack([np.full((4, 4), 2, np.uint8)] * 3)
+    assert label_chip(same, "labels/a.tif").max() == 2                 # copies of one band are accepted
+    differing = same.copy()
+    differing[0] = 0
+    with pytest.raises(DeepPixelError, match=r"labels/b.tif has 3 bands that differ.*gdal_translate -b"):
+        label_chip(differing, "labels/b.tif")
+
+
+def test_labels_only_over_nodata_do_not_train_silently(chips, tmp_path):
+    """Every labelled pixel nodata in its image chip (chips of another tool): training 'succeeded' on zeroed
+    inputs; now those labels are ignored, and with none left the error says why."""
+    bad = tmp_path / "chips"
+    shutil.copytree(chips, bad)
+    for name in os.listdir(bad / "images"):
+        with rasterio.open(bad / "labels" / name) as lab:
+            labelled = lab.read(1) > 0
+        with rasterio.open(bad / "images" / name, "r+") as img:
+            data = img.read()
+            data[:, labelled] = img.nodata if img.nodata is not None else 0
+            if img.nodata is None:
+                img.nodata = 0
+            img.write(data)
+    proc = train_cli(bad, str(tmp_path / "model"), tmp_path)
+    text = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "No labelled pixel of the measured chips counts" in text, text
+    assert "Traceback" not in text and not (tmp_path / "model").exists()
