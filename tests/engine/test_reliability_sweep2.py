@@ -79,3 +79,24 @@ def test_labels_only_over_nodata_do_not_train_silently(chips, tmp_path):
     text = proc.stdout + proc.stderr
     assert proc.returncode != 0 and "No labelled pixel of the measured chips counts" in text, text
     assert "Traceback" not in text and not (tmp_path / "model").exists()
+
+
+def test_a_raster_of_another_scale_is_warned_not_classified_silently(scene, trained_scene_model, tmp_path):
+    """The same scene as reflectance-like floats (values / 1000) classified with no word, nearly all one class."""
+    from deep_pixel.classify.options import ClassifyOptions
+    from deep_pixel.classify.run import classify
+    from deep_pixel.core.progress import RecordingProgress
+    with rasterio.open(scene.image) as src:
+        profile = dict(src.profile, dtype="float32")
+        data = src.read().astype("float32") / 1000
+    scaled = str(tmp_path / "scaled.tif")
+    with rasterio.open(scaled, "w", **profile) as dst:
+        dst.write(data)
+    words = "values are far from the training data's"
+    for image, warned in ((scene.image, False), (scaled, True)):
+        progress = RecordingProgress()
+        classify(image, trained_scene_model, str(tmp_path / f"c{int(warned)}.tif"), ClassifyOptions(device="cpu"),
+                 progress)
+        said = [m for m in progress.messages if words in m]
+        assert bool(said) == warned, progress.messages
+    assert "same product and scale" in said[0] and "band 1: median" in said[0], said
