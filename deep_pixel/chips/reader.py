@@ -115,6 +115,10 @@ def _resolve(folder, rel):
     q = os.path.join(folder, tail or "?")
     if tail and os.path.lexists(q) and not _inside(folder, q):
         raise _link_out(folder, q)
+    if not os.path.lexists(q) and os.path.normpath(rel) != os.path.normpath(tail):
+        raise DeepPixelError(f"{MAP} lists {rel}, outside the chips folder {folder}; chips are read only from "
+                             f"inside it, and {tail or rel} is not there either. Fix that line of {MAP} (paths "
+                             "relative to the folder, e.g. images/000000001.tif) or export the chips again.")
     return q
 
 
@@ -260,9 +264,9 @@ def _read_chips(folder, pairs, windows, progress) -> tuple:
         if not chips:
             first = (dtype, crs)
         elif chip.shape[0] != chips[0].shape[0]:
-            raise DeepPixelError(f"{img_rel} has {chip.shape[0]} band(s) but the first chip has "
-                                 f"{chips[0].shape[0]}: every chip of a folder must come from the same "
-                                 "bands. Re-export the chips.")
+            raise DeepPixelError(f"{img_rel} has {chip.shape[0]} band(s) but {chips[0].name} (the first chip of "
+                                 f"{MAP}) has {chips[0].shape[0]}: every chip of a folder must come from the same "
+                                 "bands. Re-export the chips, or remove the odd ones from map.txt.")
         chips.append(chip)
         progress.report((k + 1) / len(pairs), f"indexed {k + 1}/{len(pairs)} chips")
     return chips, first

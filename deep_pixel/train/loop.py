@@ -236,8 +236,8 @@ def _prepare_split(run: _Run) -> None:
                  f"(spatially apart, {len(run.split['dropped'])} training chips dropped because they overlap "
                  "validation chips).")
     if not valid_idx:
-        progress.warn("No separate validation chips (too few chips or VALIDATION_PERCENT=0): metrics and "
-                      "the best epoch are measured on the training chips.")
+        progress.warn("No separate validation chips (too few chips, VALIDATION_PERCENT=0, or none lies apart from "
+                      "the training chips): metrics and the best epoch are measured on the training chips.")
     run.eval_idx = valid_idx or run.train_idx
     if len(run.train_idx) < run.dist.world:
         raise DeepPixelError(f"{len(run.train_idx)} training chip(s) for {run.dist.world} processes: each process "

@@ -100,3 +100,16 @@ def test_a_raster_of_another_scale_is_warned_not_classified_silently(scene, trai
         said = [m for m in progress.messages if words in m]
         assert bool(said) == warned, progress.messages
     assert "same product and scale" in said[0] and "band 1: median" in said[0], said
+
+
+@pytest.mark.parametrize("path", ["../outside/images/zz.tif", "/etc/passwd"])
+def test_a_map_line_pointing_outside_the_folder_is_named_as_written(chips, tmp_path, path):
+    """The error named a path inside the folder that the user never wrote ('.../chips/etc/passwd is missing')."""
+    from deep_pixel.chips.reader import read_folder
+    copy = tmp_path / "chips"
+    shutil.copytree(chips, copy)
+    lines = (copy / "map.txt").read_text().splitlines()
+    lines[0] = path + " " + lines[0].split()[1]
+    (copy / "map.txt").write_text("\n".join(lines) + "\n")
+    with pytest.raises(DeepPixelError, match=f"map.txt lists {path}, outside the chips folder"):
+        read_folder(str(copy))
