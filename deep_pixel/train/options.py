@@ -69,7 +69,8 @@ MODEL_ARGUMENTS = {
                                    "30 batches)", 0, 100000),
     "min_labelled_fraction": Arg(float, 0.02, "random crops must be at least this much labelled", 0, 1),
     "unfreeze_after": Arg(int, 0, "with a frozen backbone: unfreeze it after N epochs (0: keep frozen)", 0, 10000),
-    "lr_test_steps": Arg(int, 30, "steps of the learning-rate range test", 0, 10000),
+    "lr_test_steps": Arg(int, 30, "steps of the learning-rate range test run when LEARNING_RATE is empty "
+                                  "(at least 5)", 0, 10000),
     "augmentations": Arg(str, "hflip,vflip,rot90", "with AUGMENTATION=custom: any of hflip, vflip, rot90 "
                                                    "(separated by +)", choices=("hflip", "vflip", "rot90")),
     "normalise": Arg(str, "raster", "band statistics the inputs are standardised with: the whole source "
