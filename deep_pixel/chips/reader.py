@@ -257,10 +257,11 @@ def _read_pair(folder, k, img_rel, lab_rel, windows) -> tuple:
 
 def _read_chips(folder, pairs, windows, progress) -> tuple:
     """Every chip of map.txt -> (chips, (dtype, CRS) of the first image chip); all of the same band count."""
-    chips, first = [], None
+    chips, first, dtypes = [], None, {}
     for k, (img_rel, lab_rel) in enumerate(pairs):
         progress.check_cancelled()
         chip, dtype, crs = _read_pair(folder, k, img_rel, lab_rel, windows)
+        dtypes[str(dtype)] = dtypes.get(str(dtype), 0) + 1
         if not chips:
             first = (dtype, crs)
         elif chip.shape[0] != chips[0].shape[0]:
@@ -269,6 +270,10 @@ def _read_chips(folder, pairs, windows, progress) -> tuple:
                                  "bands. Re-export the chips, or remove the odd ones from map.txt.")
         chips.append(chip)
         progress.report((k + 1) / len(pairs), f"indexed {k + 1}/{len(pairs)} chips")
+    if len(dtypes) > 1:
+        progress.warn(f"{os.path.basename(folder)}: image chips of several data types (" + ", ".join(
+            f"{n} {t}" for t, n in dtypes.items()) + "): one band statistic cannot fit values of different scales. "
+            "If some chips were rescaled (e.g. to 8 bits), export them all again from the same raster.")
     return chips, first
 
 

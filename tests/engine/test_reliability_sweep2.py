@@ -113,3 +113,22 @@ def test_a_map_line_pointing_outside_the_folder_is_named_as_written(chips, tmp_p
     (copy / "map.txt").write_text("\n".join(lines) + "\n")
     with pytest.raises(DeepPixelError, match=f"map.txt lists {path}, outside the chips folder"):
         read_folder(str(copy))
+
+
+def test_chips_of_several_data_types_are_warned(chips, tmp_path):
+    """Some chips rescaled to 8 bits beside the original 16-bit ones trained without a word."""
+    from deep_pixel.chips.reader import read_folder
+    from deep_pixel.core.progress import RecordingProgress
+    copy = tmp_path / "chips"
+    shutil.copytree(chips, copy)
+    first = copy / "images" / sorted(os.listdir(copy / "images"))[0]
+    with rasterio.open(first) as src:
+        profile, data = dict(src.profile, dtype="uint8"), src.read()
+    with rasterio.open(first, "w", **profile) as dst:
+        dst.write((data // 64).astype("uint8"))
+    progress = RecordingProgress()
+    read_folder(str(copy), progress)
+    assert any("several data types (1 uint8" in m for m in progress.messages), progress.messages
+    quiet = RecordingProgress()
+    read_folder(str(chips), quiet)
+    assert not any("several data types" in m for m in quiet.messages)
