@@ -104,18 +104,21 @@ class BatchMaker:
         labels = chip.labels
         y, x, h, w = self._window(labels, rng)
         raw, valid = chip.read_image((y, x, h, w))
-        target = self.lut[labels[y:y + h, x:x + w]]
-        target[~valid] = IGNORE_INDEX            # a label over nodata teaches nothing true (foreign chips)
-        image, target = self._augment(self.transform.apply(raw, valid), target, rng)
+        image, target = self._augment(self.transform.apply(raw, valid), self._target(labels[y:y + h, x:x + w], valid),
+                                      rng)
         return pad_to(image, self.multiple, 0.0), pad_to(target, self.multiple, IGNORE_INDEX)
 
     def whole_example(self, chip) -> tuple:
         """The whole chip, no augmentation (validation); padded to the network's multiple."""
         raw, valid = chip.read_image()
-        target = self.lut[chip.labels]
-        target[~valid] = IGNORE_INDEX
         return (pad_to(self.transform.apply(raw, valid), self.multiple, 0.0),
-                pad_to(target, self.multiple, IGNORE_INDEX))
+                pad_to(self._target(chip.labels, valid), self.multiple, IGNORE_INDEX))
+
+    def _target(self, labels, valid):
+        """Class indices of ``labels``; a label over a nodata pixel is ignored (it teaches nothing true)."""
+        target = self.lut[labels]
+        target[~valid] = IGNORE_INDEX
+        return target
 
     def sample(self, indices):
         """A training batch of random crops of the chips at ``indices``."""
