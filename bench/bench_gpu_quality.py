@@ -41,7 +41,8 @@ def prepare(root):
 
 
 def score(folder, tmp, seed, arguments, device="cuda"):
-    """(mIoU, OA, training seconds, epochs, crop line) of the defaults on CUDA for one prepared scene."""
+    """(mIoU, OA, training seconds, epochs) of the defaults (with ``arguments``) on ``device`` for one prepared
+    scene."""
     from deep_pixel.classify.options import ClassifyOptions
     from deep_pixel.classify.run import classify
     from deep_pixel.evaluate.accuracy import EvaluateOptions, evaluate

@@ -64,8 +64,6 @@ def prepare_job(ds, package, options, device, progress, runtime=None, members=No
     info = describe(ds)
     bands = bands_to_read(info, package)
     check_grid(info, package, progress)
-    from .value_check import check_values
-    check_values(ds, bands, package.transform, progress)
     depth = int(package.model_params.get("encoder_depth", 5))
     tile = TileParams.resolve(options, package.tile_size[0], 2 ** depth, (info.height, info.width))
     excluded = excluded_classes(package.schema, options.predict_background, progress)

@@ -23,6 +23,7 @@ from .ensemble import load_members, member_paths
 from .job import prepare_job
 from .names import CLASSIFIED, CONFIDENCE, UNCERTAINTY
 from .options import ClassifyOptions
+from .value_check import check_values
 from .outputs import ClassOutputs
 
 # GDAL's block cache while classifying (its default is 5% of the RAM): enough for the overlap of
@@ -181,6 +182,7 @@ def classify_raster(input_path, package, output_path, options, progress, members
     progress.log(f"Device: {reason}.")
     with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES), open_raster(input_path) as ds:
         job = prepare_job(ds, package, options, device, progress, members=members)
+        check_values(ds, job.bands, package.transform, progress)
         job.log_plan(options, progress)
         outputs = ClassOutputs(output_path, options.output_confidence, ds, job.info, package,
                                uncertainty_path=options.output_uncertainty, measure=options.uncertainty_measure)

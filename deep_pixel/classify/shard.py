@@ -49,10 +49,12 @@ def blocks_of(rows: list, strips: int = 0) -> list:
 def classify_sharded(input_path, model_path, output_path, options, progress, package) -> dict:
     """Classify ``input_path`` on the Dask cluster of ``options``; returns a summary for ClassifyResult."""
     from .job import prepare_job
+    from .value_check import check_values
     progress = progress or Progress()
     folder = output_path + ".shards"
     with open_raster(input_path) as ds:
         job = prepare_job(ds, package, options, _cpu(), Progress(), runtime=_NoRuntime())
+        check_values(ds, job.bands, package.transform, progress)     # once, here: the shards' jobs say nothing
     blocks = blocks_of(job.rows, options.block_strips)
     key = _manifest_key(input_path, package, options, job, blocks)
     done = _resume(folder, key, progress)
