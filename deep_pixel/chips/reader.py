@@ -288,10 +288,7 @@ def read_folder(folder: str, progress: Progress | None = None) -> ChipSet:
     chips, (dtype, first_crs) = _read_chips(folder, pairs, _windows(meta), progress)
     shape = chips[0].shape
     meta = meta or {}
-    bands = meta.get("bands")
-    if not (isinstance(bands, list) and len(bands) == shape[0]
-            and all(isinstance(b, int) and not isinstance(b, bool) and b >= 1 for b in bands)):
-        bands = list(range(1, shape[0] + 1))
+    bands = _bands(folder, meta, shape[0], progress)
     schema, source = _folder_schema(folder, meta)
     _check_label_values(chips, [_resolve(folder, lab) for _, lab in pairs], schema, source)
     stats = meta.get("band_stats")
@@ -310,6 +307,25 @@ def read_folder(folder: str, progress: Progress | None = None) -> ChipSet:
                    band_names=[str(n) for n in names] if isinstance(names, list) else [], folders=[folder],
                    sources=[src] if src else [],
                    raster_stats=raster if _valid_stats(raster, shape[0]) else None)
+
+
+def _bands(folder, meta: dict, count: int, progress) -> list:
+    """The source raster's bands that the chips hold (export metadata's ``bands``; 1..count when absent). A list
+    that does not fit the chips is named (then 1..count), one beyond the recorded source's band count refused."""
+    bands, name = meta.get("bands"), os.path.join(folder, EXPORT_METADATA)
+    if bands is None:
+        return list(range(1, count + 1))
+    if not (isinstance(bands, list) and len(bands) == count
+            and all(isinstance(b, int) and not isinstance(b, bool) and b >= 1 for b in bands)):
+        progress.warn(f"{name}: 'bands' {str(bands)[:80]} does not list one band number per chip band ({count}); "
+                      f"bands 1-{count} of the source are assumed (Classify reads those). Export again to record them.")
+        return list(range(1, count + 1))
+    src = meta.get("source") if isinstance(meta.get("source"), dict) else {}
+    total = src.get("count")
+    if _number(total) and max(bands) > total:
+        raise DeepPixelError(f"{name}: 'bands' {bands} names band {max(bands)}, but its source raster has {total:g} "
+                             "band(s): Classify could not read it. Correct 'bands' or export the training data again.")
+    return bands
 
 
 def _stats_from_chips(chips) -> dict:

@@ -73,6 +73,9 @@ def prepare_job(ds, package, options, device, progress, runtime=None, members=No
         from .ensemble import with_members
         runtime, why = choose_runtime(package, device, options.runtime, options.precision, progress)
         runtime, why = with_members(runtime, why, package, options, device, progress, members)
+        averaged = int(package.model_params.get("members") or 1)
+        if averaged > 1:
+            why += f"; the model averages {averaged} networks (Train Model's members), each run on every tile"
         progress.log(f"Runtime: {why}.")
     from .predictor import Predictor
     predictor = Predictor(runtime, options.test_time_augmentation, progress)

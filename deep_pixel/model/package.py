@@ -25,7 +25,7 @@ from ..core.schema import ClassSchema
 from ..core.tiles import MIN_TILE
 from .dlpk import FIX, cached_package, sha256_file
 from .dlpk import safe_extract as safe_extract  # re-exported: the package's public names stay here
-from .registry import ARCHITECTURES, MAX_PIXEL_BRANCH
+from .registry import ARCHITECTURES, MAX_MEMBERS, MAX_PIXEL_BRANCH
 
 EMD_VERSION = 1
 # ImageHeight / ImageWidth: the chip size the network was trained on. No GPU trains on chips larger
@@ -203,6 +203,8 @@ def _model_parameters(params, where, transform, n_classes) -> int:
                    f"a list of up to 8 channel counts from 1 to {MAX_DECODER_CHANNELS}, or null")
     if params.get("pixel_branch") is not None:
         _int(params, "pixel_branch", where, 0, MAX_PIXEL_BRANCH, "ModelParameters.pixel_branch")
+    if params.get("members") is not None:
+        _int(params, "members", where, 1, MAX_MEMBERS, "ModelParameters.members")
     attention = params.get("decoder_attention_type")
     if attention is not None and not isinstance(attention, str):
         raise _bad(where, "ModelParameters.decoder_attention_type", attention, "a name (e.g. scse) or null")

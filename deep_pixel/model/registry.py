@@ -1,6 +1,8 @@
 """Architecture registry over segmentation-models-pytorch (no downloads: encoder_weights=None)."""
 from __future__ import annotations
 
+import math
+
 from ..core.errors import DeepPixelError
 
 # Public MODEL_TYPE name -> segmentation_models_pytorch class name.
@@ -17,10 +19,18 @@ EXTRA_PARAMETERS = ("encoder_depth", "decoder_channels", "decoder_attention_type
 # output at full resolution (smp's U-Net has no skip at the input's resolution; one- or two-pixel-wide
 # rivers and roads were smeared into their surroundings).
 MAX_PIXEL_BRANCH = 256
+# Deep Pixel's other addition: ``members`` networks of the same build (trained one after another with other seeds,
+# train/members.py) in one module whose class probabilities are their average (README, Model quality).
+MAX_MEMBERS = 8
 
 
 def build_model(model_type: str, backbone: str, in_channels: int, num_classes: int, **params):
     """A freshly initialised network; load weights separately."""
+    members = int(params.get("members") or 1)
+    if members > 1:
+        one = {k: v for k, v in params.items() if k != "members"}
+        return MemberAverage([build_model(model_type, backbone, in_channels, num_classes, **one)
+                              for _ in range(members)])
     import segmentation_models_pytorch as smp
     key = model_type.upper().replace("-", "").replace("_", "")
     if key not in ARCHITECTURES:
@@ -57,3 +67,37 @@ def add_pixel_branch(model, in_channels: int, num_classes: int, hidden: int):
         _BRANCHED[base] = type(base.__name__ + "PixelBranch", (base,), {"forward": forward})
     model.__class__ = _BRANCHED[base]
     return model
+
+
+def encoders(model) -> list:
+    """The encoder of a network, or of each member of a MemberAverage (what freezing and fine-tuning touch)."""
+    return [m.encoder for m in model.members] if hasattr(model, "members") else [model.encoder]
+
+
+def _member_average_class():
+    import torch
+    import torch.nn as nn
+
+    class MemberAverage(nn.Module):
+        """Several networks as one: returns the log of their mean class probabilities, so that the softmax that
+        Classify (and ONNX Runtime's users) apply gives the average of the members' probabilities."""
+
+        def __init__(self, networks):
+            super().__init__()
+            self.members = nn.ModuleList(networks)
+
+        def forward(self, x):
+            logs = torch.stack([torch.log_softmax(m(x).float(), dim=1) for m in self.members])
+            return torch.logsumexp(logs, dim=0) - math.log(len(self.members))
+    return MemberAverage
+
+
+def MemberAverage(networks):
+    """A ``MemberAverage`` module of ``networks`` (the class is made on first use: torch is imported lazily)."""
+    global _MEMBER_AVERAGE
+    if _MEMBER_AVERAGE is None:
+        _MEMBER_AVERAGE = _member_average_class()
+    return _MEMBER_AVERAGE(networks)
+
+
+_MEMBER_AVERAGE = None

@@ -16,6 +16,8 @@ import numpy as np
 from ..chips.dataset import training_keys, validation_keys
 from ..core.errors import DeepPixelError
 from . import distributed
+from .members import later_seconds
+from .pretrained import frozen_eval
 
 
 def _order(run, epoch: int) -> list:
@@ -32,7 +34,7 @@ def train_epoch(run, epoch: int) -> tuple:
     options, progress = run.options, run.progress
     run.model.train()
     if run.frozen:
-        run.model.encoder.eval()    # keep the pretrained batch-norm statistics
+        frozen_eval(run.model)
     order = _order(run, epoch)
     distributed.log_ranks(run.dist, {"epoch": epoch, "chips": sorted(set(order))})
     keys = training_keys(order, run.batch, run.steps_per_epoch, options.seed, epoch, run.dist.rank)
@@ -65,6 +67,7 @@ def _of(epoch: int, options) -> str:
 def _eta(run) -> str:
     started, first_step = run.started
     eta = run.budget.eta(run.step, first_step, started)
+    eta += later_seconds(run, eta)                # the members still to train (members.py)
     return f"{int(eta) // 60:02d}:{int(eta) % 60:02d}"
 
 

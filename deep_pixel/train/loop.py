@@ -29,7 +29,7 @@ from ..core.progress import Progress, check
 from ..io.raster import pixel_height_metres
 from ..io.staging import staged_folder
 from ..model.registry import build_model
-from . import distributed, resume
+from . import distributed, members, resume
 from .augment import BatchMaker, augmentation_set, label_lut
 from .average import WeightAverage
 from .best import BestEpoch
@@ -136,13 +136,22 @@ class _Run:
         self.best = BestEpoch(options.monitor, options.arg("patience"), options.arg("min_improvement"))
         self.t_start = time.monotonic()            # TIME_LIMIT counts from here
         self.dist, self.loader, self.resumed, self.frozen, self.started = distributed.Dist(), None, None, False, None
+        self.members, self.member, self.finished = 1, 0, []       # members.py: networks trained and averaged
 
 
 def _train(run: _Run, folders, output_folder, checkpoints) -> TrainResult:
     progress = run.progress
     _prepare(run, folders, checkpoints)
     _fit(run, checkpoints)
-    run.model.load_state_dict(run.best.state)
+    for _ in range(1, run.members):
+        members.next_member(run)
+        _prepare_model(run)
+        _prepare_optimiser(run, checkpoints)
+        _fit(run, checkpoints)
+    if run.members > 1:
+        members.combine(run)
+    else:
+        run.model.load_state_dict(run.best.state)
     run.model.eval()
     log = run_log(run)
     if run.dist.main:
@@ -170,6 +179,7 @@ def _prepare(run: _Run, folders, checkpoints) -> None:
     torch.manual_seed(options.seed)
     _prepare_data(run, folders)
     _prepare_network(run)
+    members.plan(run, run.metres, run.pkg is not None)
     _prepare_split(run)
     _prepare_batches(run)
     _prepare_model(run)
@@ -206,11 +216,11 @@ def _prepare_network(run: _Run) -> None:
         run.indices = [(named.get(tuple(p), "normalised difference"), list(p)) for p in run.transform.indices]
         progress.log(f"Fine-tuning {run.model_type}/{run.backbone} from {os.path.basename(pkg.emd_path)}: "
                      "architecture, backbone, decoder and normalisation come from that model.")
-        run.why = "from the pretrained model"
+        run.why, run.metres = "from the pretrained model", None
         return
     run.model_type, run.backbone = options.network()
-    metres = pixel_height_metres(data.pixel_size, data.crs_wkt)
-    run.params, run.why = network_parameters(options, run.device.type == "cuda", len(data.bands), metres)
+    run.metres = pixel_height_metres(data.pixel_size, data.crs_wkt)
+    run.params, run.why = network_parameters(options, run.device.type == "cuda", len(data.bands), run.metres)
     pick_statistics(run)
     wanted = [name for name in INDICES if options.arg(name.lower())]
     run.indices = spectral_indices(data.band_names, data.bands, wanted)
@@ -322,8 +332,10 @@ def _prepare_optimiser(run: _Run, checkpoints) -> None:
     run.steps_per_epoch = options.arg("steps_per_epoch") or max(
         MIN_STEPS_PER_EPOCH, math.ceil(len(run.train_idx) / (run.batch * d.world)))
     run.total = run.steps_per_epoch * options.epoch_bound
-    state = distributed.share(d, checkpoints.take_over(run.fingerprint) if d.main else None)
-    if state is not None:
+    state = distributed.share(d, checkpoints.take_over(run.fingerprint) if d.main and not run.member else None)
+    if run.member:
+        members.reuse_start(run)
+    elif state is not None:
         resume.apply(run, state)
         freeze(run.model, run.frozen)
         progress.log(f"Resumed from the checkpoint of epoch {run.start_epoch} in {checkpoints.path} (written by a run "
@@ -337,7 +349,7 @@ def _prepare_optimiser(run: _Run, checkpoints) -> None:
     run.health = Health(run.lr, bool(options.pretrained_model))
     # TIME_LIMIT steers the learning rate only when MAX_EPOCHS is empty (a given MAX_EPOCHS keeps the schedule,
     # and the weights of a seed, the same on any machine) and never under torchrun (see budget.py)
-    run.budget = Budget(run.total, options.time_limit, options.arg("warmup_fraction"),
+    run.budget = Budget(run.total, members.minutes_for(run), options.arg("warmup_fraction"),
                         timed=not d.active and options.max_epochs is None, start=run.t_start)
     run.scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, run.budget.factor)
     run.step = min(run.start_epoch * run.steps_per_epoch, run.total)
@@ -351,8 +363,8 @@ def _prepare_optimiser(run: _Run, checkpoints) -> None:
     if d.active:
         run.stepper.model = distributed.wrap(run.model, d, run.device)
         run.stepper.agree = lambda flag: distributed.all_agree(d, flag, run.device)
-    start = run.pretrained_until
-    run.train_progress = progress.sub(start + 0.05, 0.95) if run.lr_test else progress.sub(start, 0.95)
+    start = run.pretrained_until + (0.05 if run.lr_test else 0.0)
+    run.train_progress = progress.sub(*members.span(run, start, 0.95))
 
 
 def _pick_learning_rate(run: _Run) -> None:

@@ -98,7 +98,8 @@ def pretrain_network(run) -> None:
         return
     run.pretrained_until = 0.03 + 0.9 * minutes / (minutes + (run.options.time_limit or minutes))
     state = pretrain(run, minutes, run.progress.sub(0.03, run.pretrained_until)) if run.dist.main else None
-    load_matching(run.model, distributed.share(run.dist, state), "self-supervised pretraining", run.progress)
+    run.pretrained_state = distributed.share(run.dist, state)         # later members start from it too
+    load_matching(run.model, run.pretrained_state, "self-supervised pretraining", run.progress)
     run.t_start = time.monotonic()               # TIME_LIMIT covers supervised training
 
 

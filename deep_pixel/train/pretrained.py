@@ -32,6 +32,8 @@ def load_pretrained(options, data, progress):
         return pkg, None
     from ..model.package import load_state_dict
     state = load_state_dict(path)
+    if any(k.startswith("members.0.") for k in state):      # a .pth of averaged networks: its first member's
+        state = {k[len("members.0."):]: v for k, v in state.items() if k.startswith("members.0.")}
     return None, {k[len("encoder."):] if k.startswith("encoder.") else k: v for k, v in state.items()}
 
 
@@ -59,5 +61,14 @@ def load_matching(module, state, what, progress, backbone=None):
 
 
 def freeze(model, frozen: bool):
-    for p in model.encoder.parameters():
-        p.requires_grad_(not frozen)
+    from ..model.registry import encoders
+    for encoder in encoders(model):
+        for p in encoder.parameters():
+            p.requires_grad_(not frozen)
+
+
+def frozen_eval(model) -> None:
+    """The frozen encoder(s) in eval mode: their pretrained batch-norm statistics are kept."""
+    from ..model.registry import encoders
+    for encoder in encoders(model):
+        encoder.eval()

@@ -6,6 +6,7 @@ counts agree, and the clock is only read through ``time_up`` (all processes agre
 from __future__ import annotations
 
 from . import distributed
+from .members import limit_words
 from .pretrained import freeze
 
 
@@ -38,7 +39,7 @@ def should_stop(run, epoch: int) -> bool:
         return True
     if time_up(run):                              # agreed by every rank under torchrun
         run.stopped_by_time = True
-        progress.log(f"Stopping: TIME_LIMIT of {options.time_limit:g} min reached after epoch {epoch}.")
+        progress.log(f"Stopping: {limit_words(run)} reached after epoch {epoch}.")
         return True
     if budget.fraction(run.step) >= 1 and epoch < options.epoch_bound:     # steps only: the same on every rank
         progress.log(f"Stopping: the learning rate has decayed to its end (epoch {epoch}).")
@@ -57,7 +58,7 @@ def fit_to_time(run) -> None:
     total = distributed.share(run.dist, min(budget.total, max(run.step + 1, fits)))
     budget.total = total
     run.total = total
-    run.progress.log(f"TIME_LIMIT {run.options.time_limit:g} min at the first epoch's pace: about {total} steps in "
+    run.progress.log(f"{limit_words(run)} at the first epoch's pace: about {total} steps in "
                      "all; the learning rate decays over them.")
 
 

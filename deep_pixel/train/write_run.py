@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .pretrained import frozen_eval
 from .write import build_emd, sample_pictures, training_log, write_model
 
 
@@ -17,6 +18,9 @@ def run_log(run) -> dict:
     if run.resumed:
         log["resumed_from_epoch"] = run.resumed["epoch"]
     log["stopped_by_time_limit"] = run.stopped_by_time
+    if run.params.get("members"):
+        from .members import members_log
+        log["members"] = members_log(run)
     return log
 
 
@@ -38,7 +42,7 @@ def write_best(run, folder: str, model, checkpoint=None, with_onnx=False) -> dic
     finally:
         model.train(was_training)
         if run.frozen and was_training:
-            model.encoder.eval()
+            frozen_eval(model)
     emd = build_emd(run.name, run.data, run.schema, options, run.model_type, run.backbone, run.transform.channels,
                     run.params, run.transform, best.summary, log, run.data.tile_size)
     if run.indices:

@@ -176,6 +176,6 @@ def test_time_limit_under_torchrun_fits_the_decay_to_the_first_epochs_pace(chips
     proc = subprocess.run(args, cwd=ROOT, env=environment(rank_log), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     said = messages(proc.stdout)
-    assert any(m.startswith("TIME_LIMIT 0.3 min at the first epoch's pace: about") for m in said), said
+    assert any(m.startswith("TIME_LIMIT of 0.3 min at the first epoch's pace: about") for m in said), said
     log = json.load(open(os.path.join(out, "training_log.json")))
     assert log["stopped_by_time_limit"] or log["epochs"][-1]["lr"] < 0.001 * 0.1

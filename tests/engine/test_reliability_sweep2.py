@@ -132,3 +132,30 @@ def test_chips_of_several_data_types_are_warned(chips, tmp_path):
     quiet = RecordingProgress()
     read_folder(str(chips), quiet)
     assert not any("several data types" in m for m in quiet.messages)
+
+
+def _with_metadata(chips, tmp_path, **changes):
+    import json
+    copy = tmp_path / "chips"
+    shutil.copytree(chips, copy)
+    meta = json.loads((copy / "deep_pixel_export.json").read_text())
+    meta.update(changes)
+    (copy / "deep_pixel_export.json").write_text(json.dumps(meta))
+    return copy
+
+
+def test_metadata_bands_beyond_the_source_are_refused_before_training(chips, tmp_path):
+    """A hand-edited 'bands' naming band 9 of a 4-band source trained, and only Classify said it."""
+    from deep_pixel.chips.reader import read_folder
+    copy = _with_metadata(chips, tmp_path, bands=[1, 2, 3, 9])
+    with pytest.raises(DeepPixelError, match=r"'bands' \[1, 2, 3, 9\] names band 9, but its source raster has 4"):
+        read_folder(str(copy))
+
+
+def test_metadata_bands_that_do_not_fit_the_chips_are_named(chips, tmp_path):
+    from deep_pixel.chips.reader import read_folder
+    from deep_pixel.core.progress import RecordingProgress
+    progress = RecordingProgress()
+    data = read_folder(str(_with_metadata(chips, tmp_path, bands=[2, 3])), progress)
+    assert data.bands == [1, 2, 3, 4]
+    assert any("'bands' [2, 3] does not list one band number per chip band (4)" in m for m in progress.messages)

@@ -1,0 +1,138 @@
+"""MODEL_ARGUMENTS ``members``: several networks trained one after another, averaged in the one model written.
+
+Each member is a whole training run (its own seed, weights, optimiser, schedule, best epoch and plateau) on the
+same chips, split, batches and learning rate (the range test runs once). TIME_LIMIT is shared: each member gets
+the time left divided by the members left, so one that stops early at its plateau leaves its time to the next.
+The package holds one ``MemberAverage`` network (model/registry.py) whose output is the log of the members' mean
+class probabilities, so Classify, ONNX Runtime, the .dlpk and Dask shards run it as any other network.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+
+from .best import BestEpoch
+
+SEED_STEP = 1000            # member k trains with SEED + 1000 k
+
+
+def plan(run, metres, fine_tuning: bool) -> None:
+    """How many members this run trains (run.members), said in the log."""
+    from ..core.errors import DeepPixelError
+    from .options import member_count
+    run.members, why = member_count(run.options, metres, fine_tuning)
+    averaged = run.params.get("members") or 1
+    if averaged > 1 and run.members > 1:
+        raise DeepPixelError(f"PRETRAINED_MODEL already averages {averaged} networks: it is fine-tuned as one model. "
+                             "Remove members from MODEL_ARGUMENTS (or set it to 1).")
+    run.member, run.finished, run.base_options = 0, [], run.options
+    run.t_all = run.t_start
+    if run.members > 1:
+        minutes = run.options.time_limit
+        run.progress.log(f"{run.members} networks are trained one after another (seeds {_seeds(run)}) and their class "
+                         f"probabilities averaged in the model ({why})" + (
+                             f"; TIME_LIMIT {minutes:g} min is shared among them" if minutes else "")
+                         + ". Set members=1 in MODEL_ARGUMENTS for a single network (Classify then runs 3x faster).")
+
+
+def _seeds(run) -> str:
+    return ", ".join(str(run.base_options.seed + SEED_STEP * k) for k in range(run.members))
+
+
+def minutes_for(run) -> float | None:
+    """The current member's share of TIME_LIMIT: the time left over the members left."""
+    total = run.base_options.time_limit
+    if not total or run.members == 1:
+        return total
+    left = total * 60.0 - (time.monotonic() - run.t_all)
+    return max(left, 1.0) / (run.members - run.member) / 60.0
+
+
+def limit_words(run) -> str:
+    """'TIME_LIMIT of 8 min', or the current member's share of it."""
+    if run.members == 1:
+        return f"TIME_LIMIT of {run.options.time_limit:g} min"
+    return f"member {run.member + 1}'s share of TIME_LIMIT ({run.budget.seconds / 60:.2g} min)"
+
+
+def span(run, start: float, end: float) -> tuple:
+    """The share of the progress bar between ``start`` and ``end`` that the current member trains in."""
+    width = (end - start) / run.members
+    return start + width * run.member, start + width * (run.member + 1)
+
+
+def reuse_start(run) -> None:
+    """A member after the first: the first one's learning rate, and its starting weights from PRETRAIN_ON_RASTER."""
+    from .pretrained import load_matching
+    if getattr(run, "pretrained_state", None) is not None:
+        load_matching(run.model, run.pretrained_state, "self-supervised pretraining", run.progress)
+    run.progress.log(f"Learning rate {run.lr:.2g} (the first member's).")
+
+
+def later_seconds(run, eta: float) -> float:
+    """Seconds the members after the current one are expected to take (each as long as this one in all)."""
+    later = run.members - run.member - 1
+    return later * (run.budget.elapsed() + eta) if later > 0 else 0.0
+
+
+def _file(run) -> None:
+    """Keep the member just trained (its best weights, summary and epochs)."""
+    run.finished.append({"member": run.member + 1, "seed": run.options.seed, "best_epoch": run.best.epoch,
+                         "epochs_run": len(run.epochs), "summary": run.best.summary, "state": run.best.state,
+                         "epochs": run.epochs, "stopped_by_time_limit": run.stopped_by_time})
+
+
+def next_member(run) -> None:
+    """Keep the member just trained and set the run up for the next one (new seed, clock, best epoch, epochs)."""
+    _file(run)
+    run.member += 1
+    options = run.options = dataclasses.replace(run.base_options, seed=run.base_options.seed + SEED_STEP * run.member)
+    run.best = BestEpoch(options.monitor, options.arg("patience"), options.arg("min_improvement"))
+    run.epochs, run.step, run.start_epoch, run.started = [], 0, 0, None
+    run.stopped_early = run.stopped_by_time = False
+    run.t_start = time.monotonic()
+    run.progress.log(f"Member {run.member + 1} of {run.members} (seed {options.seed}).")
+
+
+def combine(run) -> None:
+    """run.model, run.best and run.epochs become the average of the members (its own measured summary)."""
+    from ..model.registry import MemberAverage, build_model
+    from .loop import _pct
+    _file(run)
+    one = {k: v for k, v in run.params.items() if k != "members"}
+    nets = []
+    for done in run.finished:
+        net = build_model(run.model_type, run.backbone, run.transform.channels, len(run.class_values), **one)
+        net.load_state_dict(done["state"])
+        nets.append(net)
+    run.model = MemberAverage(nets).to(run.device).eval()
+    run.params = {**one, "members": len(nets)}
+    run.epochs = [dict(e, member=d["member"]) for d in run.finished for e in d["epochs"]]
+    run.stopped_by_time = any(d["stopped_by_time_limit"] for d in run.finished)
+    run.best.epoch, run.best.summary = run.finished[-1]["best_epoch"], measure(run, run.model)
+    run.best.state = {k: v.detach().cpu() for k, v in run.model.state_dict().items()}
+    run.stepper.average, run.stepper.model = None, run.model
+    run.progress.log("Members' best epochs: " + ", ".join(
+        f"{d['best_epoch']} (mIoU {_pct(d['summary'].get('mean_iou'))})" for d in run.finished)
+        + f"; averaged: mIoU {_pct(run.best.summary.get('mean_iou'))} on the same chips.")
+
+
+def members_log(run) -> list:
+    """training_log.json's ``members``: each member's seed, best epoch, epochs run and summary."""
+    return [{k: d[k] for k in ("member", "seed", "best_epoch", "epochs_run", "stopped_by_time_limit")}
+            | {"mean_iou": d["summary"].get("mean_iou"), "overall_accuracy": d["summary"].get("overall_accuracy")}
+            for d in run.finished]
+
+
+def measure(run, model) -> dict:
+    """The confusion-matrix summary of ``model`` on the chips that epochs are measured on (summed over ranks)."""
+    import numpy as np
+    from . import distributed
+    from .epoch import validation_keys
+    stepper = run.stepper
+    keys = validation_keys(run.eval_shard, max(1, min(stepper.micro, run.options.batch_size)))
+    stepper.average, stepper.model = None, model
+    _, _, cm = stepper.evaluate(run.loader.run(keys), run.class_values)
+    totals = distributed.sum_all(run.dist, cm.matrix.ravel().tolist(), run.device)
+    cm.matrix = np.rint(totals).astype(np.int64).reshape(cm.matrix.shape)
+    return cm.summary()

@@ -1,0 +1,131 @@
+"""Issue 16: MODEL_ARGUMENTS members: several networks trained one after another (other seeds) and averaged in the
+one model written; auto by pixel size; the package, Classify (torch and ONNX Runtime) and fine-tuning take it."""
+import json
+import re
+
+import numpy as np
+import pytest
+import rasterio
+import torch
+
+from deep_pixel.classify.options import ClassifyOptions
+from deep_pixel.classify.run import classify
+from deep_pixel.core.errors import DeepPixelError
+from deep_pixel.core.progress import RecordingProgress as Said
+from deep_pixel.model.package import load_package
+from deep_pixel.model.registry import build_model
+from deep_pixel.train.loop import train_model
+from deep_pixel.train.options import AUTO_MEMBERS, TrainOptions, member_count
+from gis_files import scene_chips
+
+LIGHT = dict(encoder_depth=4, decoder_channels=[64, 32, 16, 16])
+QUICK = {"chip_size": 32, "steps_per_epoch": 3, "lr_test_steps": 0}
+
+
+def test_auto_averages_three_networks_on_high_resolution_rasters_only():
+    auto = TrainOptions()
+    assert member_count(auto, 0.5, False)[0] == AUTO_MEMBERS == 3
+    assert member_count(auto, 10.0, False) == (1, "auto: 10 m pixels")
+    assert member_count(auto, None, False)[0] == 1                         # pixel size unknown
+    assert member_count(TrainOptions(max_epochs=5), 0.5, False) == (1, "auto: MAX_EPOCHS given")
+    assert member_count(auto, 0.5, True) == (1, "auto: fine-tuning")
+    assert member_count(TrainOptions(model_arguments={"members": 2}), 30.0, False) == (2, "as requested")
+    assert member_count(TrainOptions(model_arguments={"members": 0}), 0.5, False)[0] == 1
+
+
+def test_the_average_network_gives_the_mean_of_its_members_probabilities():
+    torch.manual_seed(0)
+    nets = [build_model("UNET", "resnet18", 4, 3, **LIGHT).eval() for _ in range(2)]
+    both = build_model("UNET", "resnet18", 4, 3, members=2, **LIGHT).eval()
+    for k, net in enumerate(nets):
+        both.members[k].load_state_dict(net.state_dict())
+    x = torch.randn(2, 4, 64, 64)
+    with torch.no_grad():
+        mean = (torch.softmax(nets[0](x), 1) + torch.softmax(nets[1](x), 1)) / 2
+        assert torch.allclose(torch.softmax(both(x), 1), mean, atol=1e-5)
+    assert all(k.startswith("members.") for k in both.state_dict())
+
+
+@pytest.fixture(scope="module")
+def chips(scene, tmp_path_factory):
+    return scene_chips(scene, tmp_path_factory.mktemp("members") / "chips")
+
+
+@pytest.fixture(scope="module")
+def averaged(chips, tmp_path_factory):
+    said = Said()
+    opts = TrainOptions(backbone="resnet18", batch_size=4, learning_rate=3e-3, device="cpu", max_epochs=1,
+                        model_arguments={**QUICK, "members": 2})
+    return train_model(chips, str(tmp_path_factory.mktemp("members") / "model"), opts, said), said
+
+
+def test_two_members_are_trained_with_their_seeds_and_written_as_one_model(averaged):
+    result, said = averaged
+    with open(result.emd_path) as f:
+        emd = json.load(f)
+    assert emd["ModelParameters"]["members"] == 2
+    log = result.log
+    assert [m["seed"] for m in log["members"]] == [0, 1000]
+    assert [e["member"] for e in log["epochs"]] == [1, 2]
+    assert any(m.startswith("2 networks are trained one after another (seeds 0, 1000)") for m in said.messages)
+    assert any(m.startswith("Member 2 of 2 (seed 1000)") for m in said.messages)
+    assert any(m.startswith("Members' best epochs: 1 (mIoU") for m in said.messages)
+    net = load_package(result.emd_path).build("cpu")
+    first, second = net.members[0].state_dict(), net.members[1].state_dict()
+    assert any(not torch.equal(first[k], second[k]) for k in first)     # two different networks
+
+
+def test_classify_runs_the_averaged_model_in_torch_and_onnx_runtime_alike(averaged, scene, tmp_path):
+    result, _ = averaged
+    outs = {}
+    for runtime in ("torch", "onnxruntime"):
+        if runtime == "onnxruntime":
+            pytest.importorskip("onnxruntime", reason="onnxruntime is not installed")
+        out = str(tmp_path / f"{runtime}.tif")
+        classify(scene.image, result.emd_path, out, ClassifyOptions(device="cpu", runtime=runtime,
+                                                                    precision="float32"))
+        with rasterio.open(out) as ds:
+            outs[runtime] = ds.read(1)
+    assert len(np.unique(outs["torch"])) >= 2
+    if len(outs) == 2:
+        assert np.mean(outs["torch"] == outs["onnxruntime"]) > 0.999
+
+
+def test_time_limit_is_shared_among_the_members(chips, tmp_path):
+    said = Said()
+    opts = TrainOptions(backbone="resnet18", batch_size=4, learning_rate=3e-3, device="cpu", time_limit=0.1,
+                        stop_when_not_improving=False, model_arguments={**QUICK, "members": 2})
+    result = train_model(chips, str(tmp_path / "m"), opts, said)
+    shares = [m for m in said.messages if "share of TIME_LIMIT" in m and m.startswith("Stopping")]
+    minutes = [float(re.search(r"TIME_LIMIT \(([0-9.]+) min\)", m).group(1)) for m in shares]
+    assert len(shares) == 2 and shares[0].startswith("Stopping: member 1's share"), shares
+    assert 0.03 < minutes[0] <= 0.05 and 0.03 < minutes[1] <= 0.1 - minutes[0] + 0.005, shares   # time left / members left
+    assert result.log["stopped_by_time_limit"] and len(result.log["members"]) == 2
+
+
+def test_fine_tuning_an_averaged_model_keeps_its_members_and_refuses_more(averaged, chips, tmp_path):
+    result, _ = averaged
+    tuned = train_model(chips, str(tmp_path / "tuned"), TrainOptions(
+        pretrained_model=result.emd_path, batch_size=4, learning_rate=1e-3, device="cpu", max_epochs=1,
+        model_arguments=QUICK))
+    assert load_package(tuned.emd_path).model_params["members"] == 2
+    with pytest.raises(DeepPixelError, match="already averages 2 networks"):
+        train_model(chips, str(tmp_path / "more"), TrainOptions(
+            pretrained_model=result.emd_path, device="cpu", max_epochs=1, model_arguments={**QUICK, "members": 2}))
+
+
+@pytest.mark.parametrize("value", [0, 99, "three", 1.5])
+def test_an_emd_whose_members_is_not_a_count_is_refused(averaged, tmp_path, value):
+    import os
+    result, _ = averaged
+    folder = os.path.dirname(result.emd_path)
+    with open(result.emd_path) as f:
+        emd = json.load(f)
+    emd["ModelParameters"]["members"] = value
+    for name in os.listdir(folder):
+        if not name.endswith(".emd"):
+            os.symlink(os.path.join(folder, name), tmp_path / name)
+    bad = tmp_path / os.path.basename(result.emd_path)
+    bad.write_text(json.dumps(emd))
+    with pytest.raises(DeepPixelError, match="members"):
+        load_package(str(bad))
