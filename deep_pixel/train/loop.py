@@ -179,7 +179,7 @@ def _prepare(run: _Run, folders, checkpoints) -> None:
     torch.manual_seed(options.seed)
     _prepare_data(run, folders)
     _prepare_network(run)
-    members.plan(run, run.metres, run.pkg is not None)
+    members.plan(run)
     _prepare_split(run)
     _prepare_batches(run)
     _prepare_model(run)
@@ -216,11 +216,11 @@ def _prepare_network(run: _Run) -> None:
         run.indices = [(named.get(tuple(p), "normalised difference"), list(p)) for p in run.transform.indices]
         progress.log(f"Fine-tuning {run.model_type}/{run.backbone} from {os.path.basename(pkg.emd_path)}: "
                      "architecture, backbone, decoder and normalisation come from that model.")
-        run.why, run.metres = "from the pretrained model", None
+        run.why = "from the pretrained model"
         return
     run.model_type, run.backbone = options.network()
-    run.metres = pixel_height_metres(data.pixel_size, data.crs_wkt)
-    run.params, run.why = network_parameters(options, run.device.type == "cuda", len(data.bands), run.metres)
+    metres = pixel_height_metres(data.pixel_size, data.crs_wkt)
+    run.params, run.why = network_parameters(options, run.device.type == "cuda", len(data.bands), metres)
     pick_statistics(run)
     wanted = [name for name in INDICES if options.arg(name.lower())]
     run.indices = spectral_indices(data.band_names, data.bands, wanted)

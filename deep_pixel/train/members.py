@@ -16,11 +16,10 @@ from .best import BestEpoch
 SEED_STEP = 1000            # member k trains with SEED + 1000 k
 
 
-def plan(run, metres, fine_tuning: bool) -> None:
+def plan(run) -> None:
     """How many members this run trains (run.members), said in the log."""
     from ..core.errors import DeepPixelError
-    from .options import member_count
-    run.members, why = member_count(run.options, metres, fine_tuning)
+    run.members = run.options.arg("members")
     averaged = run.params.get("members") or 1
     if averaged > 1 and run.members > 1:
         raise DeepPixelError(f"PRETRAINED_MODEL already averages {averaged} networks: it is fine-tuned as one model. "
@@ -30,9 +29,9 @@ def plan(run, metres, fine_tuning: bool) -> None:
     if run.members > 1:
         minutes = run.options.time_limit
         run.progress.log(f"{run.members} networks are trained one after another (seeds {_seeds(run)}) and their class "
-                         f"probabilities averaged in the model ({why})" + (
+                         "probabilities averaged in the model (MODEL_ARGUMENTS members)" + (
                              f"; TIME_LIMIT {minutes:g} min is shared among them" if minutes else "")
-                         + ". Set members=1 in MODEL_ARGUMENTS for a single network (Classify then runs 3x faster).")
+                         + f". Classify runs each of them on every tile ({run.members}x the time of one network).")
 
 
 def _seeds(run) -> str:

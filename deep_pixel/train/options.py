@@ -24,26 +24,11 @@ LIGHT_ARCHITECTURES = ("UNET", "UNETPLUSPLUS", "MANET")
 # problem like the aerial one).
 AUTO_PIXEL_BRANCH = 32
 SPECTRAL_MIN_METRES = 2.0
-# Networks averaged by default on high-resolution rasters (members, the auto rule): the 0.5 m aerial scene's held-out
-# mIoU, 3 seeds, 0.414 for one network, 0.460 and 0.471 for three averaged (README, Model quality).
-AUTO_MEMBERS = 3
 
 
 def spectral(bands: int, metres: float | None) -> bool:
     """Whether a raster is multispectral at a resolution where a pixel's own spectrum says much (the auto rule)."""
     return bands > 3 and (metres is None or metres >= SPECTRAL_MIN_METRES)
-
-
-def member_count(options, metres: float | None, fine_tuning: bool) -> tuple:
-    """(networks to train and average, why) for ``members`` (the auto rule: several below 2 m pixels)."""
-    asked = options.arg("members")
-    if asked >= 0:
-        return max(1, asked), "as requested"
-    said = f"{metres:.3g} m pixels" if metres is not None else "pixel size unknown"
-    if fine_tuning or options.max_epochs is not None or metres is None or metres >= SPECTRAL_MIN_METRES:
-        why = ("fine-tuning" if fine_tuning else "MAX_EPOCHS given" if options.max_epochs is not None else said)
-        return 1, f"auto: {why}"
-    return AUTO_MEMBERS, f"auto: {said}"
 
 
 class Arg(NamedTuple):
@@ -70,11 +55,9 @@ MODEL_ARGUMENTS = {
                                  f"{AUTO_PIXEL_BRANCH} for rasters of more than 3 bands with pixels of "
                                  f"{SPECTRAL_MIN_METRES:g} m or more, none otherwise)", -1,
                          MAX_PIXEL_BRANCH),
-    "members": Arg(int, -1, "networks trained one after another with other seeds and averaged (their class "
-                            "probabilities) in the one model written; TIME_LIMIT is shared among them and Classify "
-                            f"takes that many times as long (-1: auto, {AUTO_MEMBERS} for pixels under "
-                            f"{SPECTRAL_MIN_METRES:g} m with MAX_EPOCHS empty, where shapes are learned from few "
-                            "examples and one network's mistakes vary with its seed; 1 otherwise)", -1, MAX_MEMBERS),
+    "members": Arg(int, 1, "networks trained one after another with other seeds and averaged (their class "
+                           "probabilities) in the one model written; TIME_LIMIT is shared among them and Classify "
+                           "takes that many times as long", 1, MAX_MEMBERS),
     "patience": Arg(int, 10, "epochs without gain before stopping", 1, 1000),
     "anneal_epochs": Arg(int, 3, "at a plateau (patience used up) before the end: epochs over which the learning "
                                  "rate decays to its end before training stops (0: stop at once)", 0, 1000),

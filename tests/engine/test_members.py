@@ -15,22 +15,19 @@ from deep_pixel.core.progress import RecordingProgress as Said
 from deep_pixel.model.package import load_package
 from deep_pixel.model.registry import build_model
 from deep_pixel.train.loop import train_model
-from deep_pixel.train.options import AUTO_MEMBERS, TrainOptions, member_count
+from deep_pixel.train.options import TrainOptions
 from gis_files import scene_chips
 
 LIGHT = dict(encoder_depth=4, decoder_channels=[64, 32, 16, 16])
 QUICK = {"chip_size": 32, "steps_per_epoch": 3, "lr_test_steps": 0}
 
 
-def test_auto_averages_three_networks_on_high_resolution_rasters_only():
-    auto = TrainOptions()
-    assert member_count(auto, 0.5, False)[0] == AUTO_MEMBERS == 3
-    assert member_count(auto, 10.0, False) == (1, "auto: 10 m pixels")
-    assert member_count(auto, None, False)[0] == 1                         # pixel size unknown
-    assert member_count(TrainOptions(max_epochs=5), 0.5, False) == (1, "auto: MAX_EPOCHS given")
-    assert member_count(auto, 0.5, True) == (1, "auto: fine-tuning")
-    assert member_count(TrainOptions(model_arguments={"members": 2}), 30.0, False) == (2, "as requested")
-    assert member_count(TrainOptions(model_arguments={"members": 0}), 0.5, False)[0] == 1
+def test_one_network_by_default_and_a_count_from_1_to_8():
+    assert TrainOptions().arg("members") == 1
+    assert TrainOptions(model_arguments={"members": 3}).arg("members") == 3
+    for bad in (0, 9, -1):
+        with pytest.raises(DeepPixelError, match="members"):
+            TrainOptions(model_arguments={"members": bad}).validate()
 
 
 def test_the_average_network_gives_the_mean_of_its_members_probabilities():
