@@ -100,7 +100,7 @@ def pretrain_network(run) -> None:
     state = pretrain(run, minutes, run.progress.sub(0.03, run.pretrained_until)) if run.dist.main else None
     run.pretrained_state = distributed.share(run.dist, state)         # later members start from it too
     load_matching(run.model, run.pretrained_state, "self-supervised pretraining", run.progress)
-    run.t_start = time.monotonic()               # TIME_LIMIT covers supervised training
+    run.t_start = run.t_all = time.monotonic()   # TIME_LIMIT covers supervised training (of every member)
 
 
 def pretrain(run, minutes: float, progress) -> dict:

@@ -41,6 +41,16 @@ def _svg_curves(series: dict, title: str, width: int = 520, height: int = 220) -
     return "".join(parts)
 
 
+def _members(log) -> str:
+    """The averaged networks (MODEL_ARGUMENTS members), each with its seed and best epoch; '' for one network."""
+    members = log.get("members")
+    if not members:
+        return ""
+    each = ", ".join(f"seed {m['seed']}: best epoch {m['best_epoch']} of {m['epochs_run']}" for m in members)
+    return (f"{len(members)} networks averaged ({html.escape(each)}; the curves show them one after another); "
+            "the figures below are the average's. Last network: ")
+
+
 def _fmt(v, pct=False):
     if v is None or (isinstance(v, float) and not math.isfinite(v)):
         return "&ndash;"
@@ -86,7 +96,7 @@ def render_report(name: str, log: dict, summary: dict, schema, samples: list) ->
 td,th{{border:1px solid #bbb;padding:3px 8px;text-align:right}} th{{background:#f3f3f3}}
 figure{{display:inline-block;margin:6px}} figcaption{{font-size:11px}}</style></head><body>
 <h1>Model {html.escape(name)}</h1>
-<p>Best epoch {log['best_epoch']} of {len(epochs)} by {html.escape(log['monitor'])};
+<p>{_members(log)}Best epoch {log['best_epoch']} of {len(epochs)} by {html.escape(log['monitor'])};
 overall accuracy {_fmt(summary.get('overall_accuracy'), True)} %, kappa {_fmt(summary.get('kappa'))},
 mIoU {_fmt(summary.get('mean_iou'), True)} % on {where} chips
 ({log.get('validation_chips', 0)} validation, {log.get('training_chips', 0)} training chips).

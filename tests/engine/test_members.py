@@ -67,6 +67,8 @@ def test_two_members_are_trained_with_their_seeds_and_written_as_one_model(avera
     assert any(m.startswith("2 networks are trained one after another (seeds 0, 1000)") for m in said.messages)
     assert any(m.startswith("Member 2 of 2 (seed 1000)") for m in said.messages)
     assert any(m.startswith("Members' best epochs: 1 (mIoU") for m in said.messages)
+    with open(result.folder + "/model_metrics.html") as f:
+        assert "2 networks averaged (seed 0: best epoch 1 of 1, seed 1000: best epoch 1 of 1;" in f.read()
     net = load_package(result.emd_path).build("cpu")
     first, second = net.members[0].state_dict(), net.members[1].state_dict()
     assert any(not torch.equal(first[k], second[k]) for k in first)     # two different networks
