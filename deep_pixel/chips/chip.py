@@ -153,11 +153,10 @@ def label_chip(labels, lab_rel) -> np.ndarray:
 
 
 def valid_pixels(image, nodata) -> np.ndarray:
-    """Pixels that are not nodata; NaN or infinite values count as nodata (they would poison the statistics)."""
-    valid = np.ones(image.shape[1:], bool) if nodata is None else ~np.all(image == nodata, axis=0)
-    if image.dtype.kind == "f":
-        valid &= np.all(np.isfinite(image), axis=0)
-    return valid
+    """Pixels that are not nodata, by the rule Export and Classify use (io/raster.py valid_mask): a pixel any of
+    whose bands holds the nodata value, NaN or infinity is nodata (before, training needed every band to)."""
+    from ..io.raster import valid_mask
+    return valid_mask(image, nodata)
 
 
 def class_counts(labels) -> dict:

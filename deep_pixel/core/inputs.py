@@ -25,8 +25,9 @@ class InputTransform:
     def __post_init__(self):
         if len(self.mean) != len(self.std) or not self.mean:
             raise DeepPixelError("Normalisation statistics need one mean and one std per band.")
-        self._mean = np.asarray(self.mean, dtype=np.float32)[:, None, None]
-        std = np.asarray(self.std, dtype=np.float32)
+        with np.errstate(over="ignore"):    # statistics beyond float32 (a float64 raster's fill values) become
+            self._mean = np.asarray(self.mean, dtype=np.float32)[:, None, None]     # inf: training then names them
+            std = np.asarray(self.std, dtype=np.float32)
         self._std = np.where(std > 1e-6, std, 1.0).astype(np.float32)[:, None, None]
 
     @property

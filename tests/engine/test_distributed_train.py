@@ -179,3 +179,21 @@ def test_time_limit_under_torchrun_fits_the_decay_to_the_first_epochs_pace(chips
     assert any(m.startswith("TIME_LIMIT of 0.3 min at the first epoch's pace: about") for m in said), said
     log = json.load(open(os.path.join(out, "training_log.json")))
     assert log["stopped_by_time_limit"] or log["epochs"][-1]["lr"] < 0.001 * 0.1
+
+
+def test_two_processes_train_averaged_members_into_one_model(chips, scene, tmp_path):
+    """MODEL_ARGUMENTS members under torchrun: each network is trained by both ranks in turn, the average is
+    measured with the ranks' counts summed, and rank 0 writes the one model."""
+    out, rank_log = str(tmp_path / "model"), str(tmp_path / "ranks")
+    cmd = command(chips, out, 1)
+    cmd[-1] += ", members=2"
+    proc = subprocess.run(cmd, cwd=ROOT, env=environment(rank_log), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    said = messages(proc.stdout)
+    assert sum(m.startswith("Member 2 of 2 (seed 1000)") for m in said) == 1, said
+    assert sum(m.startswith("Members' best epochs:") for m in said) == 1, said
+    log = json.load(open(os.path.join(out, "training_log.json")))
+    assert [m["seed"] for m in log["members"]] == [0, 1000] and log["distributed"]["processes"] == 2
+    pkg = load_package(out)
+    assert pkg.model_params["members"] == 2 and sorted(os.listdir(tmp_path)) == ["model", "ranks"]
+    check_classifies(scene, pkg.emd_path, str(tmp_path / "classified.tif"))

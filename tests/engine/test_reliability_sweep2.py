@@ -159,3 +159,16 @@ def test_metadata_bands_that_do_not_fit_the_chips_are_named(chips, tmp_path):
     data = read_folder(str(_with_metadata(chips, tmp_path, bands=[2, 3])), progress)
     assert data.bands == [1, 2, 3, 4]
     assert any("'bands' [2, 3] does not list one band number per chip band (4)" in m for m in progress.messages)
+
+
+def test_training_calls_a_pixel_nodata_as_export_and_classify_do():
+    """Training ignored a label only where every band held the nodata value; Export and Classify call a pixel
+    nodata when any band does, so a foreign chip's partly-nodata pixels trained on values Classify never sees."""
+    from deep_pixel.chips.chip import valid_pixels
+    from deep_pixel.io.raster import valid_mask
+    image = np.array([[[0, 5, 0, 7]], [[3, 0, 0, 2]]], dtype=np.uint16)       # 2 bands, 1 x 4 pixels
+    assert valid_pixels(image, 0).tolist() == [[False, False, False, True]]
+    assert np.array_equal(valid_pixels(image, 0), valid_mask(image, 0))
+    floats = image.astype(np.float32)
+    floats[1, 0, 3] = np.nan
+    assert valid_pixels(floats, None).tolist() == [[True, True, True, False]]
