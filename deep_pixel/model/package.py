@@ -347,7 +347,7 @@ def write_package(folder: str, name: str, state_dict: dict, emd: dict, extra_fil
     ``dlpk`` is False: training's checkpoints, where zipping 87 MB of weights at each best epoch took a quarter of
     training's time on the real scenes).
 
-    ``onnx_writer(path) -> SHA-256`` (optional) writes ``<name>.onnx``, recorded in the .emd.
+    ``onnx_writer(path) -> SHA-256 or None`` (optional) writes ``<name>.onnx``, recorded in the .emd.
 
     ``folder`` should be a staging folder that the caller renames when everything is written.
     Returns the .emd path.
@@ -358,8 +358,9 @@ def write_package(folder: str, name: str, state_dict: dict, emd: dict, extra_fil
     torch.save({k: v.detach().cpu() for k, v in state_dict.items()}, pth)
     emd = dict(emd)
     emd.update(ModelFile=name + ".pth", WeightsSHA256=sha256_file(pth), DeepPixelEmdVersion=EMD_VERSION)
-    if onnx_writer is not None:
-        emd.update(OnnxFile=name + ".onnx", OnnxSHA256=onnx_writer(os.path.join(folder, name + ".onnx")))
+    digest = onnx_writer(os.path.join(folder, name + ".onnx")) if onnx_writer is not None else None
+    if digest:                                   # None: the writer could not write it (and said why)
+        emd.update(OnnxFile=name + ".onnx", OnnxSHA256=digest)
     emd_path = os.path.join(folder, name + ".emd")
     with open(emd_path, "w", encoding="utf-8") as f:
         json.dump(emd, f, indent=2)

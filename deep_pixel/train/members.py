@@ -14,6 +14,9 @@ import time
 from .best import BestEpoch
 
 SEED_STEP = 1000            # member k trains with SEED + 1000 k
+# The members' weights together: a package keeps them in its .pth, again in the .onnx (which protobuf caps at
+# 2 GiB) and both in the .dlpk (which Classify unpacks up to 4 GiB, model/dlpk.py).
+MAX_WEIGHT_BYTES = 3 << 29
 
 
 def plan(run) -> None:
@@ -27,11 +30,26 @@ def plan(run) -> None:
     run.member, run.finished, run.base_options = 0, [], run.options
     run.t_all = run.t_start
     if run.members > 1:
+        _check_size(run)
         minutes = run.options.time_limit
         run.progress.log(f"{run.members} networks are trained one after another (seeds {_seeds(run)}) and their class "
                          "probabilities averaged in the model (MODEL_ARGUMENTS members)" + (
                              f"; TIME_LIMIT {minutes:g} min is shared among them" if minutes else "")
                          + f". Classify runs each of them on every tile ({run.members}x the time of one network).")
+
+
+def _check_size(run) -> None:
+    """Refuse, before training, members whose weights together would not fit a package."""
+    from ..core.errors import DeepPixelError
+    from ..model.registry import build_model
+    net = build_model(run.model_type, run.backbone, run.transform.channels, len(run.class_values), **run.params)
+    one = sum(p.numel() * p.element_size() for p in net.state_dict().values())
+    if one * run.members > MAX_WEIGHT_BYTES:
+        fit = max(1, MAX_WEIGHT_BYTES // one)
+        raise DeepPixelError(f"members={run.members} networks of {run.model_type}/{run.backbone} weigh "
+                             f"{one * run.members / 2**30:.1f} GiB together, more than a model package holds "
+                             f"({MAX_WEIGHT_BYTES / 2**30:.1f} GiB): set members to {fit} or less, or choose a lighter "
+                             "BACKBONE.")
 
 
 def _seeds(run) -> str:

@@ -105,8 +105,14 @@ def write_model(folder, name, state_dict, emd, log, summary, schema, pictures, o
                 progress.log(f"No .onnx written: {missing}. Classify Pixels runs the weights with torch.")
         else:
             def writer(path):
-                return export_onnx(onnx_model, emd["ModelParameters"]["in_channels"], emd["ImageHeight"], path,
-                                   deepness_metadata(emd))
+                try:
+                    return export_onnx(onnx_model, emd["ModelParameters"]["in_channels"], emd["ImageHeight"], path,
+                                       deepness_metadata(emd))
+                except Exception as e:      # the trained weights must not be lost to their optional ONNX copy
+                    if progress is not None:
+                        progress.warn(f"No .onnx written (exporting the network failed: {type(e).__name__}: "
+                                      f"{str(e)[:200]}). Classify Pixels runs the weights with torch.")
+                    return None
     return write_package(folder, name, state_dict, emd, extras, writer, dlpk)
 
 

@@ -128,3 +128,29 @@ def test_an_emd_whose_members_is_not_a_count_is_refused(averaged, tmp_path, valu
     bad.write_text(json.dumps(emd))
     with pytest.raises(DeepPixelError, match="members"):
         load_package(str(bad))
+
+
+def test_members_too_heavy_for_a_package_are_refused_before_training(chips, tmp_path):
+    opts = TrainOptions(model_type="UNETPLUSPLUS", backbone="resnet101", device="cpu", max_epochs=1,
+                        model_arguments={**QUICK, "members": 8, "decoder": "default"})
+    with pytest.raises(DeepPixelError, match=r"members=8 networks of UNETPLUSPLUS/resnet101 weigh [0-9.]+ GiB "
+                                              r"together, more than a model package holds .*set members to [1-5] or"):
+        train_model(chips, str(tmp_path / "m"), opts)
+    assert not (tmp_path / "m").exists() and not (tmp_path / "m.checkpoint").exists()
+
+
+def test_a_failed_onnx_export_keeps_the_trained_model(chips, tmp_path, monkeypatch):
+    """The .onnx is an optional copy of the weights: its failure (e.g. protobuf's 2 GiB cap) is said, not fatal."""
+    import deep_pixel.model.onnx_file as onnx_file
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("Exporting model exceeds maximum protobuf size of 2GB")
+    monkeypatch.setattr(onnx_file, "export_onnx", fail)
+    said = Said()
+    result = train_model(chips, str(tmp_path / "m"), TrainOptions(
+        backbone="resnet18", batch_size=4, learning_rate=3e-3, device="cpu", max_epochs=1, model_arguments=QUICK),
+        said)
+    assert any(m.startswith("Warning: No .onnx written (exporting the network failed: RuntimeError: Exporting model exceeds")
+               for m in said.messages), said.messages
+    pkg = load_package(result.emd_path)
+    assert "OnnxFile" not in pkg.emd and not (tmp_path / "m" / "m.onnx").exists()
