@@ -1,4 +1,6 @@
 """Small real GIS files for tests: GeoTIFFs (rasterio), GeoPackages (OGR) and GDAL's own burn."""
+import os
+
 import rasterio
 from affine import Affine
 from osgeo import gdal, ogr, osr
@@ -68,3 +70,20 @@ def colliding_images(scene, folder, size=96):
         with rasterio.open(os.path.join(folder, name), "w", **profile) as dst:
             dst.write(data if name.endswith(".tif") else data[:, ::-1])
     return str(folder)
+
+
+def package_with_parameter(emd_path, folder, key, value) -> str:
+    """A copy of the package of ``emd_path`` in ``folder`` (its other files linked) whose .emd has
+    ModelParameters[``key``] = ``value``; returns the new .emd's path."""
+    import json
+    source = os.path.dirname(emd_path)
+    with open(emd_path) as f:
+        emd = json.load(f)
+    emd["ModelParameters"][key] = value
+    for name in os.listdir(source):
+        if not name.endswith(".emd"):
+            os.symlink(os.path.join(source, name), os.path.join(folder, name))
+    path = os.path.join(folder, os.path.basename(emd_path))
+    with open(path, "w") as f:
+        json.dump(emd, f)
+    return path

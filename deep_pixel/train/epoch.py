@@ -71,13 +71,28 @@ def _eta(run) -> str:
     return f"{int(eta) // 60:02d}:{int(eta) % 60:02d}"
 
 
+def measured_keys(run) -> list:
+    """The batches of whole chips that an epoch is measured on (this process's share)."""
+    return validation_keys(run.eval_shard, max(1, min(run.stepper.micro, run.options.batch_size)))
+
+
+def measure_chips(run, batches, extra=()) -> tuple:
+    """(summed loss, labelled pixels, ConfusionMatrix, ``extra`` summed) of the stepper's measured network over
+    ``batches``, each summed over the torchrun processes (one all-reduce)."""
+    loss_sum, weight, cm = run.stepper.evaluate(batches, run.class_values)
+    totals = distributed.sum_all(run.dist, [loss_sum, weight, *extra] + cm.matrix.ravel().tolist(), run.device)
+    k = 2 + len(extra)
+    cm.matrix = np.rint(totals[k:]).astype(np.int64).reshape(cm.matrix.shape)
+    return totals[0], totals[1], cm, totals[2:k]
+
+
 def evaluate_epoch(run, epoch: int, losses: list, train_seconds: float) -> dict:
     """Validation loss and metrics of the epoch (summed over ranks); appends and returns its record
     (summary in run.summary)."""
     options, progress, stepper = run.options, run.progress, run.stepper
     t0 = time.monotonic() - train_seconds
     progress.check_cancelled()
-    keys = validation_keys(run.eval_shard, max(1, min(stepper.micro, options.batch_size)))
+    keys = measured_keys(run)
     at, fraction = f"epoch {_of(epoch, options)} validation", run.budget.fraction(run.step)
 
     def batches():
@@ -85,15 +100,11 @@ def evaluate_epoch(run, epoch: int, losses: list, train_seconds: float) -> dict:
             run.train_progress.report(fraction, f"{at} {k}/{len(keys)}")
             progress.check_cancelled()
             yield batch
-    loss_sum, weight, cm = stepper.evaluate(batches(), run.class_values)
-    totals = distributed.sum_all(run.dist, [loss_sum, weight, float(np.sum(losses)), len(losses)]
-                                 + cm.matrix.ravel().tolist(), run.device)
-    loss_sum, weight, train_sum, train_n = totals[:4]
+    loss_sum, weight, cm, (train_sum, train_n) = measure_chips(run, batches(), [float(np.sum(losses)), len(losses)])
     if not weight:
         raise DeepPixelError("No labelled pixel of the measured chips counts: under each label the image chip is "
                              "nodata (or the class is in ignore_classes). Check the chips' nodata value (or the "
                              "raster's, then export again) and that the polygons lie over image data.")
-    cm.matrix = np.rint(totals[4:]).astype(np.int64).reshape(cm.matrix.shape)
     run.summary = cm.summary()
     record = {"epoch": epoch, "train_loss": float(train_sum / train_n) if train_n else math.nan,
               "valid_loss": float(loss_sum / weight) if weight else float("nan"),

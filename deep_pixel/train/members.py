@@ -126,9 +126,9 @@ def combine(run) -> None:
     run.params = {**one, "members": len(nets)}
     run.epochs = [dict(e, member=d["member"]) for d in run.finished for e in d["epochs"]]
     run.stopped_by_time = any(d["stopped_by_time_limit"] for d in run.finished)
-    run.best.epoch, run.best.summary = run.finished[-1]["best_epoch"], measure(run, run.model)
+    run.stepper.average, run.stepper.model = None, run.model        # measured now, and pictured in the package
+    run.best.epoch, run.best.summary = run.finished[-1]["best_epoch"], measure(run)
     run.best.state = {k: v.detach().cpu() for k, v in run.model.state_dict().items()}
-    run.stepper.average, run.stepper.model = None, run.model
     run.progress.log("Members' best epochs: " + ", ".join(
         f"{d['best_epoch']} (mIoU {_pct(d['summary'].get('mean_iou'))})" for d in run.finished)
         + f"; averaged: mIoU {_pct(run.best.summary.get('mean_iou'))} on the same chips.")
@@ -141,15 +141,7 @@ def members_log(run) -> list:
             for d in run.finished]
 
 
-def measure(run, model) -> dict:
-    """The confusion-matrix summary of ``model`` on the chips that epochs are measured on (summed over ranks)."""
-    import numpy as np
-    from . import distributed
-    from .epoch import validation_keys
-    stepper = run.stepper
-    keys = validation_keys(run.eval_shard, max(1, min(stepper.micro, run.options.batch_size)))
-    stepper.average, stepper.model = None, model
-    _, _, cm = stepper.evaluate(run.loader.run(keys), run.class_values)
-    totals = distributed.sum_all(run.dist, cm.matrix.ravel().tolist(), run.device)
-    cm.matrix = np.rint(totals).astype(np.int64).reshape(cm.matrix.shape)
-    return cm.summary()
+def measure(run) -> dict:
+    """The confusion-matrix summary of the stepper's network on the chips that epochs are measured on."""
+    from .epoch import measure_chips, measured_keys
+    return measure_chips(run, run.loader.run(measured_keys(run)))[2].summary()

@@ -16,7 +16,7 @@ from deep_pixel.model.package import load_package
 from deep_pixel.model.registry import build_model
 from deep_pixel.train.loop import train_model
 from deep_pixel.train.options import TrainOptions
-from gis_files import scene_chips
+from gis_files import package_with_parameter, scene_chips
 
 LIGHT = dict(encoder_depth=4, decoder_channels=[64, 32, 16, 16])
 QUICK = {"chip_size": 32, "steps_per_epoch": 3, "lr_test_steps": 0}
@@ -115,19 +115,9 @@ def test_fine_tuning_an_averaged_model_keeps_its_members_and_refuses_more(averag
 
 @pytest.mark.parametrize("value", [0, 99, "three", 1.5])
 def test_an_emd_whose_members_is_not_a_count_is_refused(averaged, tmp_path, value):
-    import os
-    result, _ = averaged
-    folder = os.path.dirname(result.emd_path)
-    with open(result.emd_path) as f:
-        emd = json.load(f)
-    emd["ModelParameters"]["members"] = value
-    for name in os.listdir(folder):
-        if not name.endswith(".emd"):
-            os.symlink(os.path.join(folder, name), tmp_path / name)
-    bad = tmp_path / os.path.basename(result.emd_path)
-    bad.write_text(json.dumps(emd))
+    bad = package_with_parameter(averaged[0].emd_path, str(tmp_path), "members", value)
     with pytest.raises(DeepPixelError, match="members"):
-        load_package(str(bad))
+        load_package(bad)
 
 
 def test_members_too_heavy_for_a_package_are_refused_before_training(chips, tmp_path):

@@ -2,7 +2,6 @@
 auto by band count and pixel size, recorded in the .emd, rebuilt by Classify Pixels and the ONNX file, refused when
 the .emd's value is not a channel count."""
 import json
-import os
 
 import numpy as np
 import pytest
@@ -16,7 +15,7 @@ from deep_pixel.model.package import load_package
 from deep_pixel.model.registry import build_model
 from deep_pixel.train.loop import train_model
 from deep_pixel.train.options import AUTO_PIXEL_BRANCH, TrainOptions, network_parameters
-from gis_files import scene_chips
+from gis_files import package_with_parameter, scene_chips
 
 LIGHT = dict(encoder_depth=4, decoder_channels=[64, 32, 16, 16])
 
@@ -94,14 +93,6 @@ def test_a_trained_package_records_and_rebuilds_the_branch(branched_model, scene
 
 @pytest.mark.parametrize("value", [-1, 999, "wide", 2.5, True])
 def test_an_emd_whose_pixel_branch_is_not_a_channel_count_is_refused(branched_model, tmp_path, value):
-    folder = os.path.dirname(branched_model.emd_path)
-    with open(branched_model.emd_path) as f:
-        emd = json.load(f)
-    emd["ModelParameters"]["pixel_branch"] = value
-    for name in os.listdir(folder):
-        if not name.endswith(".emd"):
-            os.symlink(os.path.join(folder, name), tmp_path / name)
-    bad = tmp_path / os.path.basename(branched_model.emd_path)
-    bad.write_text(json.dumps(emd))
+    bad = package_with_parameter(branched_model.emd_path, str(tmp_path), "pixel_branch", value)
     with pytest.raises(DeepPixelError, match="pixel_branch"):
-        load_package(str(bad))
+        load_package(bad)
