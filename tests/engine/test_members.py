@@ -144,3 +144,13 @@ def test_a_failed_onnx_export_keeps_the_trained_model(chips, tmp_path, monkeypat
                for m in said.messages), said.messages
     pkg = load_package(result.emd_path)
     assert "OnnxFile" not in pkg.emd and not (tmp_path / "m" / "m.onnx").exists()
+
+
+def test_dask_workers_classify_the_averaged_model_as_one_process_does(averaged, scene, tmp_path):
+    pytest.importorskip("distributed", reason="dask/distributed are not installed (make setup installs them)")
+    options = dict(tile_size=128, padding=16, runtime="torch", precision="float32", device="cpu", block_strips=1)
+    classify(scene.image, averaged[0].emd_path, str(tmp_path / "one.tif"), ClassifyOptions(**options))
+    result = classify(scene.image, averaged[0].emd_path, str(tmp_path / "dask.tif"),
+                      ClassifyOptions(workers=2, **options))
+    with rasterio.open(tmp_path / "one.tif") as a, rasterio.open(tmp_path / "dask.tif") as b:
+        assert result.device == "dask" and np.array_equal(a.read(1), b.read(1))
