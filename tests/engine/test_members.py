@@ -1,6 +1,7 @@
 """Issue 16: MODEL_ARGUMENTS members: several networks trained one after another (other seeds) and averaged in the
 one model written; auto by pixel size; the package, Classify (torch and ONNX Runtime) and fine-tuning take it."""
 import json
+import os
 import re
 
 import numpy as np
@@ -10,10 +11,11 @@ import torch
 
 from deep_pixel.classify.options import ClassifyOptions
 from deep_pixel.classify.run import classify
-from deep_pixel.core.errors import DeepPixelError
+from deep_pixel.core.errors import DeepPixelError, Terminated
 from deep_pixel.core.progress import RecordingProgress as Said
 from deep_pixel.model.package import load_package
 from deep_pixel.model.registry import build_model
+from deep_pixel.train.checkpoint import checkpoint_path
 from deep_pixel.train.loop import train_model
 from deep_pixel.train.options import TrainOptions
 from gis_files import package_with_parameter, scene_chips
@@ -154,3 +156,31 @@ def test_dask_workers_classify_the_averaged_model_as_one_process_does(averaged, 
                       ClassifyOptions(workers=2, **options))
     with rasterio.open(tmp_path / "one.tif") as a, rasterio.open(tmp_path / "dask.tif") as b:
         assert result.device == "dask" and np.array_equal(a.read(1), b.read(1))
+
+
+class StopInSecondNetwork(Said):
+    """Stops the run as SIGTERM does (the checkpoint is kept) once the second network has written one."""
+
+    def cancelled(self):
+        start = next((i for i, m in enumerate(self.messages) if m.startswith("Member 2 of 2")), None)
+        return start is not None and any("checkpoint written" in m for m in self.messages[start:])
+
+    def check_cancelled(self):
+        if self.cancelled():
+            raise Terminated()
+
+
+def test_a_run_stopped_in_its_second_network_resumes_that_network_as_the_first(chips, tmp_path):
+    out = str(tmp_path / "m")
+    opts = TrainOptions(backbone="resnet18", batch_size=4, learning_rate=3e-3, device="cpu", max_epochs=2,
+                        stop_when_not_improving=False, model_arguments={**QUICK, "members": 2})
+    with pytest.raises(Terminated, match="is kept in"):
+        train_model(chips, out, opts, StopInSecondNetwork())
+    kept = load_package(checkpoint_path(out))
+    assert "members" not in kept.model_params and kept.emd["Checkpoint"]["epoch"] >= 1     # the second network
+    said = Said()
+    result = train_model(chips, out, opts, said)
+    assert any(m.startswith("Resumed from the checkpoint of epoch") for m in said.messages), said.messages
+    assert sum(m.startswith("Member 2 of 2") for m in said.messages) == 1                   # then trains one more
+    assert [m["seed"] for m in result.log["members"]] == [0, 1000]
+    assert load_package(result.emd_path).model_params["members"] == 2 and sorted(os.listdir(tmp_path)) == ["m"]
