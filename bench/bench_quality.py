@@ -52,6 +52,7 @@ ABLATIONS = {
     "tta": {},                    # defaults, classified with test-time augmentation
     "average": dict(model_arguments={"average_epochs": 1.0}),      # the running average of the weights
     "pretrain": dict(pretrain_on_raster=2.0),                      # 2 min of self-supervised pretraining
+    "members3": dict(model_arguments={"members": 3}),              # 3 networks averaged, TIME_LIMIT shared
 }
 VARIANTS.update(ABLATIONS)
 MINUTES = os.environ.get("QUALITY_MINUTES")       # TIME_LIMIT of the variants that do not set it (default: the engine's)
