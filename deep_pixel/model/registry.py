@@ -1,6 +1,7 @@
 """Architecture registry over segmentation-models-pytorch (no downloads: encoder_weights=None)."""
 from __future__ import annotations
 
+import functools
 import math
 
 from ..core.errors import DeepPixelError
@@ -74,7 +75,9 @@ def encoders(model) -> list:
     return [m.encoder for m in model.members] if hasattr(model, "members") else [model.encoder]
 
 
+@functools.lru_cache(maxsize=None)
 def _member_average_class():
+    """The MemberAverage module class, made on first use (torch is imported lazily: the plugin loads without it)."""
     import torch
     import torch.nn as nn
 
@@ -93,11 +96,5 @@ def _member_average_class():
 
 
 def MemberAverage(networks):
-    """A ``MemberAverage`` module of ``networks`` (the class is made on first use: torch is imported lazily)."""
-    global _MEMBER_AVERAGE
-    if _MEMBER_AVERAGE is None:
-        _MEMBER_AVERAGE = _member_average_class()
-    return _MEMBER_AVERAGE(networks)
-
-
-_MEMBER_AVERAGE = None
+    """A ``MemberAverage`` module of ``networks``."""
+    return _member_average_class()(networks)

@@ -18,7 +18,7 @@ def run_log(run) -> dict:
     if run.resumed:
         log["resumed_from_epoch"] = run.resumed["epoch"]
     log["stopped_by_time_limit"] = run.stopped_by_time
-    if run.params.get("members"):
+    if run.finished and run.params.get("members"):          # the averaged networks (not a fine-tuned average)
         from .members import members_log
         log["members"] = members_log(run)
     return log

@@ -110,6 +110,7 @@ def test_fine_tuning_an_averaged_model_keeps_its_members_and_refuses_more(averag
         pretrained_model=result.emd_path, batch_size=4, learning_rate=1e-3, device="cpu", max_epochs=1,
         model_arguments=QUICK))
     assert load_package(tuned.emd_path).model_params["members"] == 2
+    assert "members" not in tuned.log                    # fine-tuned as one model: no networks trained apart
     with pytest.raises(DeepPixelError, match="already averages 2 networks"):
         train_model(chips, str(tmp_path / "more"), TrainOptions(
             pretrained_model=result.emd_path, device="cpu", max_epochs=1, model_arguments={**QUICK, "members": 2}))
