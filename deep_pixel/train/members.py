@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import time
 
+from ..core.errors import DeepPixelError
 from .best import BestEpoch
 
 SEED_STEP = 1000            # member k trains with SEED + 1000 k
@@ -21,14 +22,12 @@ MAX_WEIGHT_BYTES = 3 << 29
 
 def plan(run) -> None:
     """How many members this run trains (run.members), said in the log."""
-    from ..core.errors import DeepPixelError
     run.members = run.options.arg("members")
     averaged = run.params.get("members") or 1
     if averaged > 1 and run.members > 1:
         raise DeepPixelError(f"PRETRAINED_MODEL already averages {averaged} networks: it is fine-tuned as one model. "
                              "Remove members from MODEL_ARGUMENTS (or set it to 1).")
-    run.member, run.finished, run.base_options = 0, [], run.options
-    run.t_all = run.t_start
+    run.base_options, run.t_all = run.options, run.t_start     # (run.member and run.finished start in _Run)
     if run.members > 1:
         _check_size(run)
         minutes = run.options.time_limit
@@ -40,7 +39,6 @@ def plan(run) -> None:
 
 def _check_size(run) -> None:
     """Refuse, before training, members whose weights together would not fit a package."""
-    from ..core.errors import DeepPixelError
     from ..model.registry import build_model
     net = build_model(run.model_type, run.backbone, run.transform.channels, len(run.class_values), **run.params)
     one = sum(p.numel() * p.element_size() for p in net.state_dict().values())
