@@ -1,10 +1,14 @@
 """How far a training run has gone, in steps and in time: the learning-rate schedule and when to stop.
 
-The run's progress is a fraction p from 0 to 1: the larger of steps done / step bound and time spent /
-TIME_LIMIT. The learning rate warms up linearly over the first ``warmup_fraction`` of p, then follows a
-cosine down to 2% at p = 1, so a run cut by its time limit still ends on a small learning rate (on any
-machine, fast or slow). When the monitored metric reaches a plateau early, ``anneal`` shortens what is
-left to a final decay of a few epochs instead of stopping on a high learning rate; training ends at p = 1.
+The run's progress is a fraction p from 0 to 1: steps done / step bound. The learning rate warms up linearly over
+the first ``warmup_fraction`` of p, then follows a cosine down to 2% at p = 1. With MAX_EPOCHS empty and a
+TIME_LIMIT, the clock takes over only when the run falls behind: once the share of the limit spent passes the
+share of the steps done by ``lag`` (CLOCK_LAG), p becomes the larger of the two from then on, so a run cut by
+its time limit still ends on a small learning rate (on any machine, fast or slow). A run that keeps up (most end
+at a plateau well before their limit) never reads the clock for its learning rate, so its SEED repeats it; a
+``timed`` budget follows the clock from the start. When the monitored metric reaches a plateau early, ``anneal``
+shortens what is left to a final decay of a few epochs instead of stopping on a high learning rate; training
+ends at p = 1.
 
 Under torchrun the time does not steer the learning rate (each process would compute its own, and their
 weights would drift apart): p is steps only, and the time limit is checked at the end of each epoch, with
@@ -16,17 +20,20 @@ import math
 import time
 
 FLOOR = 0.02                 # the learning rate at the end, as a share of the peak
+CLOCK_LAG = 0.1              # the time's share ahead of the steps' share by this much: the clock takes over
 
 
 class Budget:
     """Steps and seconds of one run: progress fraction, learning-rate factor, time left, plateau annealing."""
 
     def __init__(self, total_steps: int, minutes: float | None, warmup_fraction: float, timed: bool = True,
-                 start: float | None = None):
+                 start: float | None = None, lag: float | None = None):
         self.total = max(1, int(total_steps))
         self.seconds = minutes * 60.0 if minutes else None
         self.warmup = warmup_fraction
         self.timed = timed and self.seconds is not None
+        self.lag = lag if self.seconds is not None else None      # untimed: how far behind before the clock steers
+        self.taken_over = None       # the step at which the clock took over (a run that fell behind)
         self.start = time.monotonic() if start is None else start
         self.cut = None              # (step, p) where annealing began, and its length in steps
 
@@ -42,6 +49,8 @@ class Budget:
             (at, p0), length = self.cut
             return min(1.0, p0 + (1 - p0) * (step - at) / length)
         p = step / self.total
+        if not self.timed and self.lag is not None and self.elapsed() / self.seconds > p + self.lag:
+            self.timed, self.taken_over = True, step
         if self.timed:
             p = max(p, self.elapsed() / self.seconds)
         return min(1.0, p)

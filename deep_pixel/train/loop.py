@@ -33,7 +33,7 @@ from . import distributed, members, resume
 from .augment import BatchMaker, augmentation_set, label_lut
 from .average import WeightAverage
 from .best import BestEpoch
-from .budget import Budget
+from .budget import CLOCK_LAG, Budget
 from .checkpoint import Checkpoints, check_train_destinations
 from .epoch import evaluate_epoch, train_epoch
 from .health import Health
@@ -132,6 +132,7 @@ class _Run:
         self.options, self.progress, self.name = options, progress, name
         self.epochs, self.stopped_early, self.step, self.start_epoch = [], False, 0, 0
         self.stopped_by_time = False
+        self.said_clock = None          # the budget whose clock take-over was said (stop.say_clock)
         self.pretrained_until = 0.03               # progress share taken before training (pretraining raises it)
         self.best = BestEpoch(options.monitor, options.arg("patience"), options.arg("min_improvement"))
         self.t_start = time.monotonic()            # TIME_LIMIT counts from here
@@ -348,9 +349,10 @@ def _prepare_optimiser(run: _Run, checkpoints) -> None:
         g["lr"] = g["initial_lr"] = run.lr
     run.health = Health(run.lr, bool(options.pretrained_model))
     # TIME_LIMIT steers the learning rate only when MAX_EPOCHS is empty (a given MAX_EPOCHS keeps the schedule,
-    # and the weights of a seed, the same on any machine) and never under torchrun (see budget.py)
-    run.budget = Budget(run.total, members.minutes_for(run), options.arg("warmup_fraction"),
-                        timed=not d.active and options.max_epochs is None, start=run.t_start)
+    # and the weights of a seed, the same on any machine), only once the run falls behind it (so a run that keeps
+    # up repeats from its SEED) and never under torchrun (see budget.py)
+    run.budget = Budget(run.total, members.minutes_for(run), options.arg("warmup_fraction"), timed=False,
+                        start=run.t_start, lag=CLOCK_LAG if not d.active and options.max_epochs is None else None)
     run.scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, run.budget.factor)
     run.step = min(run.start_epoch * run.steps_per_epoch, run.total)
     if run.step:                                  # a resumed run goes on along the same schedule

@@ -157,7 +157,8 @@ class TrainOptions:
     model_arguments: dict = option(
         {}, "Model arguments (key=value, ...)", "; ".join(f"{k} ({v.help})" for k, v in MODEL_ARGUMENTS.items()),
         kind="keyvalues", optional=True, parse=lambda text: parse_option(text))
-    seed: int = option(0, "Random seed", "makes training reproducible", minimum=0)
+    seed: int = option(0, "Random seed", "the same seed trains the same model (with MAX_EPOCHS empty: when training "
+                       "keeps up with TIME_LIMIT; the log says when it falls behind)", minimum=0)
     device: str = option("auto", "Device", DEVICES_HELP)
 
     @property

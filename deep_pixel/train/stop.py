@@ -23,6 +23,7 @@ def maybe_unfreeze(run, epoch: int) -> None:
 def should_stop(run, epoch: int) -> bool:
     """After an epoch: a plateau starts the final decay (or stops), the decay's end or TIME_LIMIT stops."""
     options, progress, budget = run.options, run.progress, run.budget
+    say_clock(run, epoch)
     if options.stop_when_not_improving and run.best.exhausted and not budget.annealing:
         epochs = options.arg("anneal_epochs")
         if epochs and budget.anneal(run.step, epochs * run.steps_per_epoch):
@@ -45,6 +46,18 @@ def should_stop(run, epoch: int) -> bool:
         progress.log(f"Stopping: the learning rate has decayed to its end (epoch {epoch}).")
         return True
     return False
+
+
+def say_clock(run, epoch: int) -> None:
+    """Once: the run fell behind TIME_LIMIT, so the clock now steers its learning rate (budget.py)."""
+    budget = run.budget
+    if budget.taken_over is None or run.said_clock is budget:
+        return
+    run.said_clock = budget
+    run.progress.log(f"Epoch {epoch}: training is behind its {limit_words(run)} (more of the time spent than of "
+                     f"the steps done); the learning rate now decays by the clock to end on time, so this run "
+                     "will not repeat exactly from its SEED (a longer TIME_LIMIT, or MAX_EPOCHS, keeps it "
+                     "repeatable).")
 
 
 def fit_to_time(run) -> None:

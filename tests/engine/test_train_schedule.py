@@ -53,6 +53,29 @@ def test_budget_in_time_decays_by_the_clock():
     assert Budget(10, 1.0, 0.05, start=time.monotonic() - 61).out_of_time()
 
 
+def test_the_clock_takes_over_only_a_run_that_falls_behind():
+    behind = Budget(100, 1.0, 0.05, timed=False, start=time.monotonic() - 30, lag=0.1)     # half the time spent
+    assert behind.fraction(30) == pytest.approx(0.5, abs=0.01) and behind.taken_over == 30
+    assert behind.fraction(31) == pytest.approx(0.5, abs=0.01)                              # it keeps the clock
+    keeping_up = Budget(100, 1.0, 0.05, timed=False, start=time.monotonic() - 30, lag=0.1)
+    assert keeping_up.fraction(45) == pytest.approx(0.45) and keeping_up.taken_over is None
+    assert Budget(100, 1.0, 0.05, timed=False, start=time.monotonic() - 30).fraction(10) == pytest.approx(0.1)
+
+
+def test_the_same_seed_under_a_time_limit_trains_the_same_model(chips, tmp_path):
+    """MAX_EPOCHS empty, TIME_LIMIT set (the defaults): a run that keeps up with its limit never reads the clock for
+    its learning rate, so a seed repeats it (while the clock steered, each run trained another model)."""
+    def run(name):
+        progress = RecordingProgress()
+        r = train_model(chips, str(tmp_path / name), options(time_limit=3, model_arguments={
+            "patience": 1, "min_improvement": 0.5, "anneal_epochs": 2}), progress)
+        assert not any("behind its TIME_LIMIT" in m for m in progress.messages)
+        return r.epochs_run, r.model.state_dict()
+    (epochs_a, a), (epochs_b, b) = run("a"), run("b")
+    assert epochs_a == epochs_b < 10
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_plateau_needs_a_clear_gain():
     net = torch.nn.Linear(1, 1)
     best = BestEpoch("valid_loss", patience=2, min_improvement=0.05)
@@ -70,6 +93,7 @@ def test_time_limit_stops_training_with_the_rate_decayed(chips, tmp_path):
     assert log["stopped_by_time_limit"] and 1 <= r.epochs_run < 200
     assert log["epochs"][-1]["lr"] < 3e-3 * 0.5                      # MAX_EPOCHS empty: the clock drove the decay
     assert any("TIME_LIMIT of 0.1 min reached" in m for m in progress.messages)
+    assert sum("training is behind its TIME_LIMIT of 0.1 min" in m for m in progress.messages) == 1
     assert any("ETA" in m for m in progress.messages)
 
 
