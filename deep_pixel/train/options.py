@@ -103,7 +103,7 @@ MODEL_ARGUMENTS = {
 AUTO_VALIDATION_MIN_CHIPS = 200
 AUTO_VALIDATION_PERCENT = 10.0
 MIN_STEPS_PER_EPOCH = 30
-AUTO_MAX_EPOCHS = 200           # MAX_EPOCHS empty: the bound (the plateau or TIME_LIMIT usually ends training first)
+AUTO_MAX_EPOCHS = 100           # MAX_EPOCHS empty: the schedule's length (a plateau or TIME_LIMIT usually ends training first)
 DEFAULT_TIME_LIMIT = 8.0        # minutes (bench_quality: longer training helped the aerial scene; 10 min is the goal with export and classify)
 
 
