@@ -34,7 +34,7 @@ def real_models(tmp_path_factory):
     if not available():
         pytest.skip(f"the real scenes in {DATA} are absent (../shared/data beside the checkout)")
     base = tmp_path_factory.mktemp("real_models")
-    return {name: train_scene_model(name, str(base / name)) for name in SCENES}
+    return {name: train_scene_model(name, str(base / name), epochs=3) for name in SCENES}
 
 
 def runtimes():

@@ -175,12 +175,18 @@ def test_damaged_rasters_give_a_clear_error_through_the_command_line(tmp_path, d
 
 
 def test_sigterm_acts_like_cancel(tmp_path, scene, trained_scene_model):
-    from deep_pixel.io.synthetic import make_scene
-    big = make_scene(str(tmp_path / "big"), width=2048, height=2048, seed=4)
+    big = str(tmp_path / "big.tif")            # the scene repeated to 2048 x 2048 (generating one takes 35 s)
+    with rasterio.open(scene.image) as src:
+        profile, image, names = src.profile, src.read(), src.descriptions
+    reps = (1, -(-2048 // image.shape[1]), -(-2048 // image.shape[2]))
+    profile.update(width=2048, height=2048, compress=None)
+    with rasterio.open(big, "w", **profile) as dst:
+        dst.write(np.tile(image, reps)[:, :2048, :2048])
+        dst.descriptions = names
     out = tmp_path / "out"
     out.mkdir()
     proc = subprocess.Popen([sys.executable, "-m", "deep_pixel", "--progress", "json", "classify", "--input-raster",
-                             big.image, "--model-definition", trained_scene_model, "--output-raster",
+                             big, "--model-definition", trained_scene_model, "--output-raster",
                              str(out / "classes.tif"), "--tile-size", "256"], cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     for line in proc.stdout:
