@@ -71,11 +71,21 @@ def describe(ds) -> RasterInfo:
         raise DeepPixelError(f"Raster {ds.name} mixes band data types {sorted(set(ds.dtypes))}; "
                              "convert it to one data type (e.g. gdal_translate -ot Float32).")
     crs = ds.crs
-    names = tuple(d or f"Band_{i + 1}" for i, d in enumerate(ds.descriptions))
+    names = band_names(ds.descriptions, [c.name for c in ds.colorinterp])
     return RasterInfo(
         path=ds.name, width=ds.width, height=ds.height, count=ds.count, dtype=ds.dtypes[0],
         crs_wkt=crs.to_wkt() if crs else None, is_geographic=bool(crs and crs.is_geographic),
         transform=tuple(ds.transform)[:6], nodata=ds.nodata, band_names=names)
+
+
+def band_names(descriptions, colour_interpretations) -> tuple:
+    """A name per band: its description; else its colour interpretation when that is red, green or blue
+    (an RGB aerial photo's bands carry no description, only that); else Band_<n>. Spectral indices, the order
+    check in Classify and the training report's pictures read these names."""
+    colours = [c if c in ("red", "green", "blue") and colour_interpretations.count(c) == 1 else None
+               for c in colour_interpretations]
+    colours += [None] * (len(descriptions) - len(colours))
+    return tuple(d or colours[i] or f"Band_{i + 1}" for i, d in enumerate(descriptions))
 
 
 @contextlib.contextmanager

@@ -234,3 +234,27 @@ def test_damaged_cached_onnx_falls_back_to_torch_with_the_reason(real_models, tm
     r = classify(raster, str(copy / os.path.basename(emd)), str(tmp_path / "b.tif"),
                  ClassifyOptions(device="cpu", precision="float32"), progress)
     assert r.runtime == "torch" and any("ONNX Runtime cannot load" in m for m in progress.messages)
+
+
+def test_rgb_colour_interpretation_names_the_bands_and_guards_their_order(real_models, tmp_path):
+    """The aerial photo's bands have no description, only GDAL's red/green/blue colour interpretation: the
+    model records those names, and a raster whose bands are in another order (BGR) is refused with the fix."""
+    from rasterio.enums import ColorInterp
+
+    from deep_pixel.core.errors import DeepPixelError
+    from deep_pixel.io.raster import band_names
+    emd, raster = real_models["aerial"]
+    with open(emd) as f:
+        assert json.load(f)["BandNames"] == ["red", "green", "blue"]
+    assert band_names((None, None, None, None), ["red", "green", "blue", "undefined"]) == (
+        "red", "green", "blue", "Band_4")
+    assert band_names((None, "nir"), ["red", "red"]) == ("Band_1", "nir")     # repeated colours name nothing
+    bgr = str(tmp_path / "bgr.tif")
+    with rasterio.open(raster) as src:
+        profile, image = src.profile, src.read()
+    with rasterio.open(bgr, "w", **profile) as dst:
+        dst.write(image[::-1])
+        dst.colorinterp = [ColorInterp.blue, ColorInterp.green, ColorInterp.red]
+    with pytest.raises(DeepPixelError, match=r"another order \(blue, green, red\) than the model's \(red, green, blue\)"):
+        classify(bgr, emd, str(tmp_path / "c.tif"), ClassifyOptions(device="cpu"))
+    assert sorted(os.listdir(tmp_path)) == ["bgr.tif"]
