@@ -79,11 +79,12 @@ def describe(ds) -> RasterInfo:
 
 
 def band_names(descriptions, colour_interpretations) -> tuple:
-    """A name per band: its description; else its colour interpretation when that is red, green or blue
-    (an RGB aerial photo's bands carry no description, only that); else Band_<n>. Spectral indices, the order
-    check in Classify and the training report's pictures read these names."""
-    colours = [c if c in ("red", "green", "blue") and colour_interpretations.count(c) == 1 else None
-               for c in colour_interpretations]
+    """A name per band: its description; in a raster without any description, its colour interpretation when
+    that is red, green or blue (an RGB aerial photo's bands carry only that); else Band_<n>. Spectral indices,
+    the order check in Classify and the training report's pictures read these names."""
+    described = any(descriptions)
+    colours = [c if c in ("red", "green", "blue") and colour_interpretations.count(c) == 1 and not described
+               else None for c in colour_interpretations]
     colours += [None] * (len(descriptions) - len(colours))
     return tuple(d or colours[i] or f"Band_{i + 1}" for i, d in enumerate(descriptions))
 
