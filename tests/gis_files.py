@@ -1,6 +1,7 @@
 """Small real GIS files for tests: GeoTIFFs (rasterio), GeoPackages (OGR) and GDAL's own burn."""
 import os
 
+import numpy as np
 import rasterio
 from affine import Affine
 from osgeo import gdal, ogr, osr
@@ -86,4 +87,20 @@ def package_with_parameter(emd_path, folder, key, value) -> str:
     path = os.path.join(folder, os.path.basename(emd_path))
     with open(path, "w") as f:
         json.dump(emd, f)
+    return path
+
+
+def masked_copy(scene, path, rows):
+    """The scene without a nodata value, its first ``rows`` rows hidden by a GeoTIFF internal mask (pixels kept)."""
+    import glob
+    with rasterio.open(scene.image) as src:
+        profile, image = src.profile, src.read()
+    profile.update(nodata=None)
+    mask = np.full(image.shape[1:], 255, np.uint8)
+    mask[:rows] = 0
+    with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True):
+        with rasterio.open(path, "w", **profile) as dst:
+            dst.write(image)
+            dst.write_mask(mask)
+    assert not glob.glob(path + ".msk")
     return path

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from rasterio.windows import Window
 
-from ..io.raster import read_bands, valid_mask
+from ..io.raster import read_bands, valid_in
 from .blend import RollingBlender, decide, uncertainty
 from .strip_io import BackgroundWriter, Prefetcher
 
@@ -51,7 +51,7 @@ class TileReader:
         h, w = min(t, info.height - r0), min(t, info.width - c0)
         window = Window(c0, r0, w, h)
         data = read_bands(self.ds, job.bands, window)
-        valid = valid_mask(data, info.nodata)
+        valid = valid_in(self.ds, data, window, info.nodata)
         keep = valid & job.mask(window) if job.mask is not None else valid
         if not keep.any():
             return TileData(c0, None, keep)

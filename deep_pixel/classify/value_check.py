@@ -15,15 +15,16 @@ def sample_values(ds, bands) -> np.ndarray | None:
     """(bands, n) valid pixel values of a few small windows spread over ``ds``; None when none is valid."""
     from rasterio.windows import Window
 
-    from ..io.raster import valid_mask
+    from ..io.raster import valid_in
     h, w = min(WINDOW, ds.height), min(WINDOW, ds.width)
     rows = np.linspace(0, ds.height - h, GRID).astype(int)
     cols = np.linspace(0, ds.width - w, GRID).astype(int)
     parts = []
     for r in sorted(set(rows)):
         for c in sorted(set(cols)):
-            data = ds.read(bands, window=Window(int(c), int(r), w, h))
-            valid = valid_mask(data, ds.nodata)
+            window = Window(int(c), int(r), w, h)
+            data = ds.read(bands, window=window)
+            valid = valid_in(ds, data, window)
             parts.append(data[:, valid].astype(np.float64))
     values = np.concatenate(parts, axis=1) if parts else np.empty((len(bands), 0))
     return values if values.shape[1] else None

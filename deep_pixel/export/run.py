@@ -15,7 +15,7 @@ from ..core.progress import Progress, check
 from ..core.schema import ClassSchema
 from ..core.tiles import MIN_TILE, TileParams
 from ..io.bandstats import BandStats, raster_stats
-from ..io.raster import (describe, footprint_bounds, open_raster, raster_bounds, read_window, valid_mask,
+from ..io.raster import (describe, footprint_bounds, open_raster, raster_bounds, read_window, valid_in,
                          window_transform)
 from ..io.destinations import Place, check_destinations
 from ..io.staging import check_output_folder, staged_folder
@@ -263,7 +263,7 @@ def _cut(ds, info, grid, burner, writer, options, schema, progress):
             progress.report((i + 1) / total * 0.98)
             continue
         data = read_window(ds, window, options.bands or None)
-        valid = valid_mask(data, info.nodata)
+        valid = valid_in(ds, data, window, info.nodata)
         read_any, valid_any = True, valid_any or bool(valid.any())
         if touches:
             labels = burner.burn(window_transform(ds, window), shape_hw, bounds)

@@ -56,7 +56,7 @@ class BandStats:
 def raster_stats(ds, bands, nodata, max_pixels: int = 2**20) -> dict:
     """Band statistics of the whole raster ``ds`` (valid pixels) from about ``max_pixels`` pixels on an even
     grid (GDAL reads every k-th row and column, k from the raster's size), in bands of rows."""
-    from .raster import read_bands, valid_mask
+    from .raster import read_bands, valid_in
     from rasterio.windows import Window
     step = max(1, int(np.ceil(np.sqrt(ds.width * ds.height / max_pixels))))
     acc = BandStats(len(bands))
@@ -64,8 +64,9 @@ def raster_stats(ds, bands, nodata, max_pixels: int = 2**20) -> dict:
     for top in range(0, ds.height, rows_per_read):
         h = min(rows_per_read, ds.height - top)
         shape = (len(bands), max(1, h // step), max(1, ds.width // step))       # GDAL decimates (nearest)
-        data = read_bands(ds, list(bands), Window(0, top, ds.width, h), out_shape=shape)
-        acc.add(data, valid_mask(data, nodata))
+        window = Window(0, top, ds.width, h)
+        data = read_bands(ds, list(bands), window, out_shape=shape)
+        acc.add(data, valid_in(ds, data, window, nodata))
     out = acc.result()
     out["every"] = step
     return out

@@ -111,10 +111,7 @@ def read_bands(ds, indexes, window: Window, **kwargs) -> np.ndarray:
 def read_window(ds, window: Window, bands=None) -> np.ndarray:
     """Read (bands, h, w); parts of the window outside the raster are filled with nodata/0."""
     indexes = list(bands) if bands else list(range(1, ds.count + 1))
-    inside = (window.col_off >= 0 and window.row_off >= 0
-              and window.col_off + window.width <= ds.width
-              and window.row_off + window.height <= ds.height)
-    if inside:
+    if _inside(ds, window):
         return read_bands(ds, indexes, window)
     fill = ds.nodata if ds.nodata is not None and not np.isnan(ds.nodata) else 0
     return read_bands(ds, indexes, window, boundless=True, fill_value=fill)
@@ -128,6 +125,39 @@ def valid_mask(data: np.ndarray, nodata) -> np.ndarray:
     if nodata is not None and not np.isnan(nodata):
         valid &= np.all(data != np.asarray(nodata).astype(data.dtype), axis=0)
     return valid
+
+
+def gdal_masked(ds) -> bool:
+    """Whether ``ds`` carries a GDAL mask besides its nodata value: an alpha band (RGBA) or a per-dataset mask
+    (a .msk file, or a GeoTIFF's internal mask, as JPEG-compressed orthophotos often have)."""
+    from rasterio.enums import MaskFlags
+    return any(MaskFlags.alpha in flags or MaskFlags.per_dataset in flags for flags in ds.mask_flag_enums) \
+        or _alpha_band(ds) is not None
+
+
+def _alpha_band(ds) -> int | None:
+    """The 1-based band whose colour interpretation is alpha (GDAL's own mask sees one only as the last of 2 or
+    4 bands; an RGB + near-infrared + alpha raster has it as band 5)."""
+    from rasterio.enums import ColorInterp
+    alpha = [i + 1 for i, c in enumerate(ds.colorinterp) if c == ColorInterp.alpha]
+    return alpha[0] if alpha else None
+
+
+def valid_in(ds, data: np.ndarray, window: Window, nodata=None) -> np.ndarray:
+    """valid_mask of ``data`` (read from ``window`` of ``ds``, decimated to its size), less the pixels that the
+    raster's GDAL mask (alpha band, per-dataset mask) hides: transparent or masked pixels are nodata for Export,
+    Train Model and Classify alike. Parts of the window outside the raster are masked too."""
+    valid = valid_mask(data, ds.nodata if nodata is None else nodata)
+    if gdal_masked(ds):
+        alpha, read = _alpha_band(ds), dict(window=window, out_shape=data.shape[1:], boundless=not _inside(ds, window))
+        with gdal_reading(ds.name):
+            valid &= (ds.read(alpha, **read) if alpha else ds.read_masks(1, **read)) > 0
+    return valid
+
+
+def _inside(ds, window: Window) -> bool:
+    return (window.col_off >= 0 and window.row_off >= 0 and window.col_off + window.width <= ds.width
+            and window.row_off + window.height <= ds.height)
 
 
 def window_transform(ds, window: Window):

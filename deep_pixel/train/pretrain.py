@@ -14,8 +14,8 @@ import time
 
 import numpy as np
 
-from ..chips.chip import valid_pixels
 from ..core.device import is_oom
+from ..io.raster import valid_in
 from ..model.registry import build_model
 from . import distributed
 from .augment import AUGMENTATION_NAMES, flip_and_turn
@@ -62,8 +62,9 @@ class Crops:
         if self.rasters:
             ds = self.rasters[int(rng.integers(len(self.rasters)))]
             y, x = int(rng.integers(0, ds.height - c + 1)), int(rng.integers(0, ds.width - c + 1))
-            raw = ds.read(indexes=list(self.data.bands), window=Window(x, y, c, c))
-            valid = valid_pixels(raw, ds.nodata)
+            window = Window(x, y, c, c)
+            raw = ds.read(indexes=list(self.data.bands), window=window)
+            valid = valid_in(ds, raw, window)
         else:
             chip = self.chips[int(rng.integers(len(self.chips)))]
             h, w = chip.shape[1:]

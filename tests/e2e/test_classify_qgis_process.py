@@ -122,3 +122,14 @@ def test_a_folder_of_images_through_qgis_process(scene, qp_model, tmp_path):
                                                     "b_classified.tif", "b_classified.tif.aux.xml"]
     with rasterio.open(tmp_path / "out" / "b_classified.tif") as ds:
         assert ds.shape == (100, 120) and ds.read(1).all()
+
+
+def test_masked_pixels_stay_nodata_through_qgis_process(scene, qp_model, tmp_path):
+    """A GeoTIFF whose top half is hidden by its internal mask (as JPEG orthophotos carry): nodata there."""
+    from gis_files import masked_copy
+    masked = masked_copy(scene, str(tmp_path / "masked.tif"), 100)
+    run_qgis_process("run", "deeppixel:classifypixels", "--json", "--", f"INPUT_RASTER={masked}",
+                     f"MODEL_DEFINITION={qp_model}", "DEVICE=cpu", f"OUTPUT_RASTER={tmp_path / 'c.tif'}")
+    with rasterio.open(tmp_path / "c.tif") as ds:
+        classes = ds.read(1)
+        assert (classes[:100] == ds.nodata).all() and (classes[100:] != ds.nodata).all()

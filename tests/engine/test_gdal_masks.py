@@ -1,0 +1,82 @@
+"""A raster's GDAL mask (a GeoTIFF's internal per-dataset mask, an alpha band) hides pixels as nodata does:
+Classify leaves them nodata, Export trains no label there and leaves them out of the band statistics."""
+import glob
+import os
+
+import numpy as np
+import pytest
+import rasterio
+from rasterio.enums import ColorInterp
+from rasterio.windows import Window
+
+from gis_files import masked_copy
+
+from deep_pixel.classify.options import ClassifyOptions
+from deep_pixel.classify.run import classify
+from deep_pixel.io.bandstats import raster_stats
+from deep_pixel.io.raster import gdal_masked, valid_in
+
+HALF = 192          # rows above this are masked (the scene is 384 px high; its samples lie in its left half)
+
+
+@pytest.fixture(scope="module")
+def masked(scene, tmp_path_factory):
+    return masked_copy(scene, str(tmp_path_factory.mktemp("masked") / "masked.tif"), HALF)
+
+
+def test_classify_leaves_masked_pixels_nodata(masked, scene, trained_scene_model, tmp_path):
+    classify(masked, trained_scene_model, str(tmp_path / "m.tif"), ClassifyOptions(device="cpu"))
+    classify(scene.image, trained_scene_model, str(tmp_path / "o.tif"), ClassifyOptions(device="cpu"))
+    with rasterio.open(tmp_path / "m.tif") as m, rasterio.open(tmp_path / "o.tif") as o:
+        got, plain, nodata = m.read(1), o.read(1), m.nodata
+    assert (got[:HALF] == nodata).all()                         # hidden: nodata, as the input says
+    shown = plain[HALF:] != nodata
+    assert (got[HALF:][shown] != nodata).all()                  # shown: classified
+    assert np.mean(got[HALF + 64:] == plain[HALF + 64:]) > 0.9
+
+
+def test_export_trains_no_label_under_the_mask_and_leaves_it_out_of_the_statistics(masked, scene, tmp_path):
+    from gis_files import scene_chips
+    with rasterio.open(masked) as ds:
+        assert gdal_masked(ds)
+        valid = valid_in(ds, ds.read(), Window(0, 0, ds.width, ds.height))
+        assert not valid[:HALF].any() and valid[HALF:].all()
+        half = raster_stats(ds, [1, 2, 3, 4], ds.nodata)
+        origin = ds.transform
+    with rasterio.open(scene.image) as ds:
+        whole = raster_stats(ds, [1, 2, 3, 4], ds.nodata)
+    assert half["count"] < 0.55 * whole["count"]
+    folder = scene_chips(masked_scene(scene, masked), tmp_path / "chips")
+    labelled_rows = []
+    for path in glob.glob(os.path.join(folder, "labels", "*.tif")):
+        with rasterio.open(path) as lab:
+            rows, cols = np.nonzero(lab.read(1))
+            _, ys = rasterio.transform.xy(lab.transform, rows, cols)
+            labelled_rows += [int((y - origin.f) / origin.e) for y in np.atleast_1d(ys)]
+    assert labelled_rows and min(labelled_rows) >= HALF
+
+
+def masked_scene(scene, path):
+    from dataclasses import replace
+    return replace(scene, image=path)
+
+
+@pytest.mark.parametrize("data_bands", [3, 4])
+def test_an_alpha_band_hides_transparent_pixels(scene, tmp_path, data_bands):
+    """RGBA (GDAL's own alpha mask) and RGB + near-infrared + alpha (5 bands: alpha by its colour interpretation)."""
+    with rasterio.open(scene.image) as src:
+        profile, image = src.profile, src.read(list(range(1, data_bands + 1)))
+    alpha = np.full((1,) + image.shape[1:], 255, np.uint16)
+    alpha[0, :10] = 0
+    profile.update(count=data_bands + 1, nodata=None)
+    path = str(tmp_path / "rgba.tif")
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(np.concatenate([image, alpha]))
+        dst.colorinterp = [ColorInterp.red, ColorInterp.green, ColorInterp.blue, ColorInterp.undefined][:data_bands] \
+            + [ColorInterp.alpha]
+    with rasterio.open(path) as ds:
+        assert gdal_masked(ds)
+        valid = valid_in(ds, ds.read(list(range(1, data_bands + 1))), Window(0, 0, ds.width, ds.height))
+        outside = valid_in(ds, np.ones((data_bands, 20, 20), np.uint16), Window(-10, 370, 20, 20))
+    assert not valid[:10].any() and valid[10:].all()
+    assert not outside[:, :10].any() and not outside[14:].any() and outside[:14, 10:].all()
