@@ -130,9 +130,12 @@ def valid_mask(data: np.ndarray, nodata) -> np.ndarray:
 def gdal_masked(ds) -> bool:
     """Whether ``ds`` carries a GDAL mask besides its nodata value: an alpha band (RGBA) or a per-dataset mask
     (a .msk file, or a GeoTIFF's internal mask, as JPEG-compressed orthophotos often have)."""
+    return _alpha_band(ds) is not None or _per_dataset_mask(ds)
+
+
+def _per_dataset_mask(ds) -> bool:
     from rasterio.enums import MaskFlags
-    return any(MaskFlags.alpha in flags or MaskFlags.per_dataset in flags for flags in ds.mask_flag_enums) \
-        or _alpha_band(ds) is not None
+    return any(MaskFlags.alpha in flags or MaskFlags.per_dataset in flags for flags in ds.mask_flag_enums)
 
 
 def _alpha_band(ds) -> int | None:
@@ -148,8 +151,9 @@ def valid_in(ds, data: np.ndarray, window: Window, nodata=None) -> np.ndarray:
     raster's GDAL mask (alpha band, per-dataset mask) hides: transparent or masked pixels are nodata for Export,
     Train Model and Classify alike. Parts of the window outside the raster are masked too."""
     valid = valid_mask(data, ds.nodata if nodata is None else nodata)
-    if gdal_masked(ds):
-        alpha, read = _alpha_band(ds), dict(window=window, out_shape=data.shape[1:], boundless=not _inside(ds, window))
+    alpha = _alpha_band(ds)
+    if alpha or _per_dataset_mask(ds):
+        read = dict(window=window, out_shape=data.shape[1:], boundless=not _inside(ds, window))
         with gdal_reading(ds.name):
             valid &= (ds.read(alpha, **read) if alpha else ds.read_masks(1, **read)) > 0
     return valid
