@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 from rasterio.windows import Window
 
-from ..io.raster import read_bands, valid_in
+from ..io.gdal_mask import valid_in
+from ..io.raster import read_bands
 from .blend import RollingBlender, decide, uncertainty
 from .strip_io import BackgroundWriter, Prefetcher
 

@@ -13,19 +13,13 @@ SPREAD = 20.0            # or the band's spread this many times smaller or large
 
 def sample_values(ds, bands) -> np.ndarray | None:
     """(bands, n) valid pixel values of a few small windows spread over ``ds``; None when none is valid."""
-    from rasterio.windows import Window
-
-    from ..io.raster import valid_in
-    h, w = min(WINDOW, ds.height), min(WINDOW, ds.width)
-    rows = np.linspace(0, ds.height - h, GRID).astype(int)
-    cols = np.linspace(0, ds.width - w, GRID).astype(int)
+    from ..io.gdal_mask import valid_in
+    from ..io.raster import spread_windows
     parts = []
-    for r in sorted(set(rows)):
-        for c in sorted(set(cols)):
-            window = Window(int(c), int(r), w, h)
-            data = ds.read(bands, window=window)
-            valid = valid_in(ds, data, window)
-            parts.append(data[:, valid].astype(np.float64))
+    for window in spread_windows(ds, GRID, WINDOW):
+        data = ds.read(bands, window=window)
+        valid = valid_in(ds, data, window)
+        parts.append(data[:, valid].astype(np.float64))
     values = np.concatenate(parts, axis=1) if parts else np.empty((len(bands), 0))
     return values if values.shape[1] else None
 

@@ -15,8 +15,8 @@ from ..core.progress import Progress, check
 from ..core.schema import ClassSchema
 from ..core.tiles import MIN_TILE, TileParams
 from ..io.bandstats import BandStats, raster_stats
-from ..io.raster import (describe, footprint_bounds, open_raster, raster_bounds, read_window, valid_in,
-                         window_transform)
+from ..io.gdal_mask import valid_in
+from ..io.raster import describe, footprint_bounds, open_raster, raster_bounds, read_window, window_transform
 from ..io.destinations import Place, check_destinations
 from ..io.staging import check_output_folder, staged_folder
 from .samples import LabelBurner, Samples

@@ -56,7 +56,8 @@ class BandStats:
 def raster_stats(ds, bands, nodata, max_pixels: int = 2**20) -> dict:
     """Band statistics of the whole raster ``ds`` (valid pixels) from about ``max_pixels`` pixels on an even
     grid (GDAL reads every k-th row and column, k from the raster's size), in bands of rows."""
-    from .raster import read_bands, valid_in
+    from .gdal_mask import valid_in
+    from .raster import read_bands
     from rasterio.windows import Window
     step = max(1, int(np.ceil(np.sqrt(ds.width * ds.height / max_pixels))))
     acc = BandStats(len(bands))

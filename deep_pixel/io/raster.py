@@ -111,7 +111,7 @@ def read_bands(ds, indexes, window: Window, **kwargs) -> np.ndarray:
 def read_window(ds, window: Window, bands=None) -> np.ndarray:
     """Read (bands, h, w); parts of the window outside the raster are filled with nodata/0."""
     indexes = list(bands) if bands else list(range(1, ds.count + 1))
-    if _inside(ds, window):
+    if inside(ds, window):
         return read_bands(ds, indexes, window)
     fill = ds.nodata if ds.nodata is not None and not np.isnan(ds.nodata) else 0
     return read_bands(ds, indexes, window, boundless=True, fill_value=fill)
@@ -127,41 +127,18 @@ def valid_mask(data: np.ndarray, nodata) -> np.ndarray:
     return valid
 
 
-def gdal_masked(ds) -> bool:
-    """Whether ``ds`` carries a GDAL mask besides its nodata value: an alpha band (RGBA) or a per-dataset mask
-    (a .msk file, or a GeoTIFF's internal mask, as JPEG-compressed orthophotos often have)."""
-    return _alpha_band(ds) is not None or _per_dataset_mask(ds)
-
-
-def _per_dataset_mask(ds) -> bool:
-    from rasterio.enums import MaskFlags
-    return any(MaskFlags.alpha in flags or MaskFlags.per_dataset in flags for flags in ds.mask_flag_enums)
-
-
-def _alpha_band(ds) -> int | None:
-    """The 1-based band whose colour interpretation is alpha (GDAL's own mask sees one only as the last of 2 or
-    4 bands; an RGB + near-infrared + alpha raster has it as band 5)."""
-    from rasterio.enums import ColorInterp
-    alpha = [i + 1 for i, c in enumerate(ds.colorinterp) if c == ColorInterp.alpha]
-    return alpha[0] if alpha else None
-
-
-def valid_in(ds, data: np.ndarray, window: Window, nodata=None) -> np.ndarray:
-    """valid_mask of ``data`` (read from ``window`` of ``ds``, decimated to its size), less the pixels that the
-    raster's GDAL mask (alpha band, per-dataset mask) hides: transparent or masked pixels are nodata for Export,
-    Train Model and Classify alike. Parts of the window outside the raster are masked too."""
-    valid = valid_mask(data, ds.nodata if nodata is None else nodata)
-    alpha = _alpha_band(ds)
-    if alpha or _per_dataset_mask(ds):
-        read = dict(window=window, out_shape=data.shape[1:], boundless=not _inside(ds, window))
-        with gdal_reading(ds.name):
-            valid &= (ds.read(alpha, **read) if alpha else ds.read_masks(1, **read)) > 0
-    return valid
-
-
-def _inside(ds, window: Window) -> bool:
+def inside(ds, window: Window) -> bool:
+    """Whether ``window`` lies wholly inside ``ds``."""
     return (window.col_off >= 0 and window.row_off >= 0 and window.col_off + window.width <= ds.width
             and window.row_off + window.height <= ds.height)
+
+
+def spread_windows(ds, grid: int, size: int):
+    """Up to grid x grid windows of ``size`` px on a side, spread evenly over ``ds`` (corners included)."""
+    h, w = min(size, ds.height), min(size, ds.width)
+    rows = sorted({int(r) for r in np.linspace(0, ds.height - h, grid)})
+    cols = sorted({int(c) for c in np.linspace(0, ds.width - w, grid)})
+    return [Window(c, r, w, h) for r in rows for c in cols]
 
 
 def window_transform(ds, window: Window):

@@ -15,7 +15,7 @@ import time
 import numpy as np
 
 from ..core.device import is_oom
-from ..io.raster import valid_in
+from ..io.gdal_mask import valid_in
 from ..model.registry import build_model
 from . import distributed
 from .augment import AUGMENTATION_NAMES, flip_and_turn

@@ -14,7 +14,7 @@ from gis_files import masked_copy
 from deep_pixel.classify.options import ClassifyOptions
 from deep_pixel.classify.run import classify
 from deep_pixel.io.bandstats import raster_stats
-from deep_pixel.io.raster import gdal_masked, valid_in
+from deep_pixel.io.gdal_mask import gdal_masked, valid_in
 
 HALF = 192          # rows above this are masked (the scene is 384 px high; its samples lie in its left half)
 
@@ -80,3 +80,29 @@ def test_an_alpha_band_hides_transparent_pixels(scene, tmp_path, data_bands):
         outside = valid_in(ds, np.ones((data_bands, 20, 20), np.uint16), Window(-10, 370, 20, 20))
     assert not valid[:10].any() and valid[10:].all()
     assert not outside[:, :10].any() and not outside[14:].any() and outside[:14, 10:].all()
+
+
+def test_a_band_tagged_alpha_that_holds_data_stays_data(scene, trained_scene_model, tmp_path):
+    """GDAL and rasterio write a 4-band 8-bit GeoTIFF as RGBA unless told otherwise, so an RGB + near-infrared
+    image made with their defaults has its infrared band tagged alpha: its zeros (dark water) are data."""
+    with rasterio.open(scene.image) as src:
+        profile, image = src.profile, src.read()
+    image[3, :10] = 0
+    profile.update(nodata=None)
+    tagged, defaults = str(tmp_path / "rgbn.tif"), str(tmp_path / "rgbn8.tif")
+    with rasterio.open(tagged, "w", **profile) as dst:
+        dst.write(image)
+        dst.colorinterp = [ColorInterp.red, ColorInterp.green, ColorInterp.blue, ColorInterp.alpha]
+    eight = (image.astype(np.float64) / image.max() * 254 + 1).astype(np.uint8)
+    eight[3, :10] = 0
+    plain = {k: profile[k] for k in ("driver", "width", "height", "count", "crs", "transform")}
+    with rasterio.open(defaults, "w", dtype="uint8", **plain) as dst:
+        dst.write(eight)
+    for path in (tagged, defaults):
+        with rasterio.open(path) as ds:
+            assert ds.colorinterp[3] == ColorInterp.alpha
+            assert not gdal_masked(ds)
+            assert valid_in(ds, ds.read(), Window(0, 0, ds.width, ds.height)).all()
+    classify(tagged, trained_scene_model, str(tmp_path / "c.tif"), ClassifyOptions(device="cpu"))
+    with rasterio.open(tmp_path / "c.tif") as out:
+        assert (out.read(1)[:10] != out.nodata).all()
