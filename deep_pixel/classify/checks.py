@@ -6,11 +6,13 @@ from ..io.raster import pixel_metres
 from .options import BACKGROUND_NAMES
 
 
-def bands_to_read(info, package) -> list:
-    """1-based band numbers to read, or a clear error when the raster cannot feed the model."""
+def bands_to_read(info, package, alpha: int | None = None) -> list:
+    """1-based band numbers to read, or a clear error when the raster cannot feed the model. A raster's alpha
+    band (``alpha``: its number, when it holds a mask) after the model's bands is its mask, not a band too many."""
     bands = list(package.bands)
     wanted = len(bands)
-    if bands == list(range(1, wanted + 1)) and info.count != wanted:
+    alpha_after = info.count == wanted + 1 and alpha == info.count
+    if bands == list(range(1, wanted + 1)) and info.count != wanted and not alpha_after:
         raise DeepPixelError(
             f"The model takes {wanted} band(s) but {info.path} has {info.count}. Classify a raster with the "
             f"same bands, in the same order, as the one the training chips came from.")

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from ..core.errors import DeepPixelError
 from ..core.tiles import TileParams
+from ..io.gdal_mask import alpha_band
 from ..io.raster import describe, footprint_bounds
 from .checks import bands_to_read, check_grid, excluded_classes
 from .pipeline import run_tiles
@@ -62,7 +63,7 @@ def prepare_job(ds, package, options, device, progress, runtime=None, members=No
     """Check that the raster fits the model and choose tiles, runtime and batch (``runtime``: reuse one;
     ``members``: the ENSEMBLE_MODELS packages, None: loaded from ``options``)."""
     info = describe(ds)
-    bands = bands_to_read(info, package)
+    bands = bands_to_read(info, package, alpha_band(ds))
     check_grid(info, package, progress)
     depth = int(package.model_params.get("encoder_depth", 5))
     tile = TileParams.resolve(options, package.tile_size[0], 2 ** depth, (info.height, info.width))

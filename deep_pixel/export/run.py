@@ -15,7 +15,7 @@ from ..core.progress import Progress, check
 from ..core.schema import ClassSchema
 from ..core.tiles import MIN_TILE, TileParams
 from ..io.bandstats import BandStats, raster_stats
-from ..io.gdal_mask import valid_in
+from ..io.gdal_mask import alpha_band, valid_in
 from ..io.raster import describe, footprint_bounds, open_raster, raster_bounds, read_window, window_transform
 from ..io.destinations import Place, check_destinations
 from ..io.staging import check_output_folder, staged_folder
@@ -111,6 +111,7 @@ def export_training_data(raster_path: str, samples: Samples, output_folder: str,
     schema = schema or ClassSchema.from_values(v for v in samples.values if v is not None)
     with open_raster(raster_path) as ds:
         info = describe(ds)
+        options = _bands_without_alpha(options, ds, progress)
         options.validate(info)
         _check_georeferenced(ds, raster_path)
         if info.crs_wkt is None and samples.crs_wkt:
@@ -216,6 +217,17 @@ class _ChipGrid:
         c_end = cols[ci + 1] if ci + 1 < len(cols) else self.width
         r_end = rows[ri + 1] if ri + 1 < len(rows) else self.height
         return slice(0, r_end - r), slice(0, c_end - c)
+
+
+def _bands_without_alpha(options: ExportOptions, ds, progress) -> ExportOptions:
+    """With no bands chosen: every band but an alpha band (it is the mask that hides pixels, not imagery)."""
+    alpha = None if options.bands else alpha_band(ds)
+    if alpha is None:
+        return options
+    progress.log(f"Band {alpha} is the raster's alpha (transparency) band: it hides the transparent pixels and is "
+                 "not exported as an image band (the model reads the other bands, so it also classifies a copy "
+                 "without the alpha band).")
+    return replace(options, bands=tuple(b for b in range(1, ds.count + 1) if b != alpha))
 
 
 def _whole_raster(ds, info, options, progress) -> dict | None:

@@ -22,14 +22,14 @@ _alpha_checked: dict = {}
 
 def gdal_masked(ds) -> bool:
     """Whether ``ds`` carries a GDAL mask besides its nodata value."""
-    return _alpha_band(ds) is not None or _per_dataset_mask(ds)
+    return alpha_band(ds) is not None or _per_dataset_mask(ds)
 
 
 def valid_in(ds, data: np.ndarray, window: Window, nodata=None) -> np.ndarray:
     """valid_mask of ``data`` (read from ``window`` of ``ds``, decimated to its size), less the pixels that the
     raster's GDAL mask hides. Parts of the window outside the raster are masked too."""
     valid = valid_mask(data, ds.nodata if nodata is None else nodata)
-    alpha = _alpha_band(ds)
+    alpha = alpha_band(ds)
     if alpha or _per_dataset_mask(ds):
         read = dict(window=window, out_shape=data.shape[1:], boundless=not inside(ds, window))
         with gdal_reading(ds.name):
@@ -38,12 +38,12 @@ def valid_in(ds, data: np.ndarray, window: Window, nodata=None) -> np.ndarray:
 
 
 def _per_dataset_mask(ds) -> bool:
-    """A mask of its own (.msk, internal); GDAL's alpha-band mask is _alpha_band's to judge."""
+    """A mask of its own (.msk, internal); GDAL's alpha-band mask is alpha_band's to judge."""
     from rasterio.enums import MaskFlags
     return any(MaskFlags.per_dataset in flags and MaskFlags.alpha not in flags for flags in ds.mask_flag_enums)
 
 
-def _alpha_band(ds) -> int | None:
+def alpha_band(ds) -> int | None:
     """The 1-based band tagged alpha (GDAL's own mask sees one only as the last of 2 or 4 bands; an RGB +
     near-infrared + alpha raster has it as band 5), when it holds a mask; judged once per file."""
     from rasterio.enums import ColorInterp

@@ -106,3 +106,51 @@ def test_a_band_tagged_alpha_that_holds_data_stays_data(scene, trained_scene_mod
     classify(tagged, trained_scene_model, str(tmp_path / "c.tif"), ClassifyOptions(device="cpu"))
     with rasterio.open(tmp_path / "c.tif") as out:
         assert (out.read(1)[:10] != out.nodata).all()
+
+
+def test_an_alpha_band_is_the_mask_not_an_exported_band(scene, tmp_path):
+    """An RGBA orthophoto (as drone mosaics are) exports 3-band chips, PNG allowed; the transparent rows give no
+    label. Classify then reads bands 1-3 of it, or of a copy without the alpha band."""
+    import json
+    from deep_pixel.core.progress import Progress
+    from deep_pixel.export.run import ExportOptions, export_training_data
+    from deep_pixel.export.samples import Samples
+    from deep_pixel.io.vector import read_vector
+    with rasterio.open(scene.image) as src:
+        image, plain = src.read([1, 2, 3]), {k: src.profile[k] for k in ("driver", "width", "height", "crs",
+                                                                          "transform")}
+    rgba = np.concatenate([(image.astype(np.float64) / image.max() * 255).astype(np.uint8),
+                           np.full((1,) + image.shape[1:], 255, np.uint8)])
+    rgba[3, :HALF] = 0
+    path = str(tmp_path / "rgba.tif")
+    with rasterio.open(path, "w", count=4, dtype="uint8", **plain) as dst:
+        dst.write(rgba)
+    logged = []
+    progress = Progress()
+    progress.log = logged.append
+    vec = read_vector(scene.samples)
+    folder = tmp_path / "chips"
+    export_training_data(path, Samples(vec.geometries, [int(v) for v in vec.attributes["Classvalue"]], vec.crs_wkt),
+                         str(folder), ExportOptions(tile_size_x=64, tile_size_y=64, stride_x=32, stride_y=32,
+                                                    image_format="PNG"), schema=scene.schema, progress=progress)
+    assert any("Band 4 is the raster's alpha" in line for line in logged)
+    emd = json.loads(next(folder.glob("*.emd")).read_text())
+    assert emd["ExtractBands"] == [1, 2, 3]
+    chips = sorted((folder / "images").glob("*.png"))
+    with rasterio.open(chips[0]) as chip:
+        assert chip.count == 3
+    from deep_pixel.train.loop import train_model
+    from deep_pixel.train.options import TrainOptions
+    model = train_model([str(folder)], str(tmp_path / "model"), TrainOptions(
+        max_epochs=1, backbone="resnet18", learning_rate=2e-3, device="cpu",
+        model_arguments={"chip_size": 64, "steps_per_epoch": 4, "lr_test_steps": 0})).emd_path
+    rgb = str(tmp_path / "rgb.tif")
+    with rasterio.open(rgb, "w", count=3, dtype="uint8", photometric="RGB", **plain) as dst:
+        dst.write(rgba[:3])
+    for source in (path, rgb):
+        out = str(tmp_path / f"c_{os.path.basename(source)}")
+        classify(source, model, out, ClassifyOptions(device="cpu"))
+        with rasterio.open(out) as c:
+            classes = c.read(1)
+            assert (classes[:HALF] == c.nodata).all() == (source == path)
+            assert (classes[HALF:] != c.nodata).all()
