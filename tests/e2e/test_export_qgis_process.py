@@ -1,5 +1,6 @@
 """The export algorithm through scripts/qgis_process, as a user runs it."""
 import json
+import os
 
 from conftest import run_qgis_process
 from processing_help import assert_help_matches_declarations
@@ -39,3 +40,42 @@ def test_qgis_process_reports_bad_input(landsat, tmp_path):
                             "TILE_SIZE_X=512", "TILE_SIZE_Y=512", f"OUTPUT_FOLDER={tmp_path / 'c'}", check=False)
     assert proc.returncode != 0
     assert "larger than the raster" in proc.stdout + proc.stderr
+
+
+def test_an_rgba_orthophoto_exports_three_band_png_chips(tmp_path):
+    """The real 0.5 m aerial tile as an RGBA orthophoto (its top 40 rows transparent, as a mosaic's collar): the
+    alpha band is the mask, not a fourth image band, so PNG chips are allowed and hold 3 bands."""
+    import glob
+
+    import numpy as np
+    import pytest
+    import rasterio
+
+    from bench.real_models import SCENES
+    image, polygons, _ = SCENES["aerial"]
+    if not os.path.exists(image):
+        pytest.skip(f"real data {image} is absent (../shared/data beside the checkout)")
+    with rasterio.open(image) as src:
+        rgb, plain = src.read(), {k: src.profile[k] for k in ("driver", "width", "height", "crs", "transform")}
+    alpha = np.full((1,) + rgb.shape[1:], 255, np.uint8)
+    alpha[0, :40] = 0
+    rgba = str(tmp_path / "rgba.tif")
+    with rasterio.open(rgba, "w", count=4, dtype="uint8", **plain) as dst:     # GDAL's default: RGBA
+        dst.write(np.concatenate([rgb, alpha]))
+    out = tmp_path / "chips"
+    proc = run_qgis_process("run", "deeppixel:exporttrainingdata", "--", f"INPUT_RASTER={rgba}",
+                            f"INPUT_SAMPLES={polygons}", "CLASS_FIELD=Classvalue", "IMAGE_FORMAT=PNG",
+                            "TILE_SIZE_X=128", "TILE_SIZE_Y=128", "STRIDE_X=64", "STRIDE_Y=64",
+                            f"OUTPUT_FOLDER={out}")
+    assert "alpha (transparency) band" in proc.stdout + proc.stderr
+    assert json.load(open(out / "esri_model_definition.emd"))["ExtractBands"] == [1, 2, 3]
+    meta = json.load(open(out / "deep_pixel_export.json"))
+    chips = glob.glob(str(out / "images" / "*.png"))
+    assert len(chips) == len(meta["chips"]) > 0
+    with rasterio.open(chips[0]) as chip:
+        assert chip.count == 3
+    for c in meta["chips"]:                     # no label in the transparent rows
+        row = c["row"]
+        if row < 40:
+            with rasterio.open(out / c["label"]) as lab:
+                assert not lab.read(1)[:40 - row].any()
