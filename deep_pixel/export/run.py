@@ -15,8 +15,9 @@ from ..core.progress import Progress, check
 from ..core.schema import ClassSchema
 from ..core.tiles import MIN_TILE, TileParams
 from ..io.bandstats import BandStats, raster_stats
-from ..io.gdal_mask import alpha_band, valid_in
-from ..io.raster import describe, footprint_bounds, open_raster, raster_bounds, read_window, window_transform
+from ..io.gdal_mask import alpha_band, gdal_masked, valid_in
+from ..io.raster import (describe, footprint_bounds, open_raster, raster_bounds, read_window, valid_mask,
+                         window_transform)
 from ..io.destinations import Place, check_destinations
 from ..io.staging import check_output_folder, staged_folder
 from .samples import LabelBurner, Samples
@@ -133,8 +134,9 @@ def export_training_data(raster_path: str, samples: Samples, output_folder: str,
                      f"{options.tile_size_x}x{options.tile_size_y} px every {options.stride_x}x{options.stride_y} px.")
         with staged_folder(output_folder) as tmp:
             writer = chips_layout.ChipWriter(tmp, options.image_format.upper(), ds, options.bands)
-            result = _cut(ds, info, grid, burner, writer, options, schema, progress)
-            result["raster_band_stats"] = _whole_raster(ds, info, options, progress)
+            whole = _whole_raster(ds, info, options, progress)
+            result = _cut(ds, info, grid, burner, writer, options, schema, progress, _hidden_fill(ds, info, whole))
+            result["raster_band_stats"] = whole
             try:
                 chips_layout.write_metadata(tmp, writer, info, options, schema, class_mapping or {},
                                             class_field, result)
@@ -233,7 +235,7 @@ def _bands_without_alpha(options: ExportOptions, ds, progress) -> ExportOptions:
 def _whole_raster(ds, info, options, progress) -> dict | None:
     """Band statistics of the whole raster (Train Model normalises with them: the chips alone can be a biased
     sample of the scene); None when it holds no valid pixel."""
-    progress.report(0.985, "band statistics of the whole raster")
+    progress.report(0.0, "band statistics of the whole raster")
     bands = list(options.bands or range(1, info.count + 1))
     out = raster_stats(ds, bands, info.nodata)
     if out.get("count"):
@@ -257,7 +259,33 @@ def _warn_fill_values(stats: dict, bands, progress) -> None:
                       "Transparency) and export again.")
 
 
-def _cut(ds, info, grid, burner, writer, options, schema, progress):
+def _hidden_fill(ds, info, whole):
+    """What the chips hold where the raster's GDAL mask hides a pixel (None: no such mask): its nodata value, else
+    each band's whole-raster mean, which standardises to 0 as Classify's masked inputs do (not the black or
+    white of a collar, which the network would learn as context it never sees when classifying)."""
+    if not gdal_masked(ds):
+        return None
+    if info.nodata is not None:
+        return np.full(len(whole["mean"]) if whole else info.count, info.nodata)
+    if not whole:
+        return None
+    mean = np.asarray(whole["mean"], dtype=np.float64)
+    return np.rint(mean) if np.issubdtype(np.dtype(info.dtype), np.integer) else mean
+
+
+def _hide(data, valid, nodata, fill):
+    """``data`` with the pixels that the GDAL mask hides (valid by the nodata rule, not by ``valid``) set to
+    ``fill``."""
+    hidden = ~valid & valid_mask(data, nodata)
+    if fill is None or not hidden.any():
+        return data
+    data = data.copy()
+    for band, value in enumerate(fill):
+        data[band][hidden] = value
+    return data
+
+
+def _cut(ds, info, grid, burner, writer, options, schema, progress, fill=None):
     max_value = max(schema.values + burner.values)
     accumulated = np.zeros(max_value + 1, dtype=np.int64)
     images_per_class = np.zeros(max_value + 1, dtype=np.int64)
@@ -276,6 +304,7 @@ def _cut(ds, info, grid, burner, writer, options, schema, progress):
             continue
         data = read_window(ds, window, options.bands or None)
         valid = valid_in(ds, data, window, info.nodata)
+        data = _hide(data, valid, info.nodata, fill)
         read_any, valid_any = True, valid_any or bool(valid.any())
         if touches:
             labels = burner.burn(window_transform(ds, window), shape_hw, bounds)

@@ -1,6 +1,7 @@
 """A raster's GDAL mask (a GeoTIFF's internal per-dataset mask, an alpha band) hides pixels as nodata does:
 Classify leaves them nodata, Export trains no label there and leaves them out of the band statistics."""
 import glob
+import json
 import os
 
 import numpy as np
@@ -54,6 +55,18 @@ def test_export_trains_no_label_under_the_mask_and_leaves_it_out_of_the_statisti
             _, ys = rasterio.transform.xy(lab.transform, rows, cols)
             labelled_rows += [int((y - origin.f) / origin.e) for y in np.atleast_1d(ys)]
     assert labelled_rows and min(labelled_rows) >= HALF
+    means = np.rint(json.load(open(os.path.join(folder, "deep_pixel_export.json")))["raster_band_stats"]["mean"])
+    spanning = 0
+    for path in glob.glob(os.path.join(folder, "images", "*.tif")):     # hidden pixels: the band means
+        with rasterio.open(path) as chip:
+            image = chip.read()
+            rows = np.arange(chip.height) + int(round((chip.transform.f - origin.f) / origin.e))
+        hidden, shown = image[:, rows < HALF], image[:, rows >= HALF]
+        if hidden.size and shown.size:
+            spanning += 1
+            assert (hidden == means[:, None, None]).all()
+            assert (shown != means[:, None, None]).any()
+    assert spanning
 
 
 def masked_scene(scene, path):
