@@ -261,27 +261,27 @@ def _warn_fill_values(stats: dict, bands, progress) -> None:
 
 def _hidden_fill(ds, info, whole):
     """What the chips hold where the raster's GDAL mask hides a pixel (None: no such mask): its nodata value, else
-    each band's whole-raster mean, which standardises to 0 as Classify's masked inputs do (not the black or
-    white of a collar, which the network would learn as context it never sees when classifying)."""
-    if not gdal_masked(ds):
+    each band's whole-raster mean (a column, one row per band), which standardises to 0 as Classify's masked
+    inputs do (not the black or white of a collar, which the network would learn as context it never sees when
+    classifying)."""
+    if not gdal_masked(ds) or (info.nodata is None and not whole):
         return None
     if info.nodata is not None:
-        return np.full(len(whole["mean"]) if whole else info.count, info.nodata)
-    if not whole:
-        return None
-    mean = np.asarray(whole["mean"], dtype=np.float64)
+        return info.nodata
+    mean = np.asarray(whole["mean"], dtype=np.float64)[:, None]
     return np.rint(mean) if np.issubdtype(np.dtype(info.dtype), np.integer) else mean
 
 
 def _hide(data, valid, nodata, fill):
     """``data`` with the pixels that the GDAL mask hides (valid by the nodata rule, not by ``valid``) set to
     ``fill``."""
+    if fill is None:
+        return data
     hidden = ~valid & valid_mask(data, nodata)
-    if fill is None or not hidden.any():
+    if not hidden.any():
         return data
     data = data.copy()
-    for band, value in enumerate(fill):
-        data[band][hidden] = value
+    data[:, hidden] = fill
     return data
 
 
@@ -328,9 +328,10 @@ def _cut(ds, info, grid, burner, writer, options, schema, progress, fill=None):
         progress.report((i + 1) / total * 0.98, f"tile {i + 1}/{total}, {writer.count} chips")
     if read_any and not valid_any:
         raise DeepPixelError(
-            f"The raster {info.path} holds only nodata (value {info.nodata}) or NaN where the samples are: there "
-            "is nothing to learn from. Check the raster's nodata value (gdal_edit.py -unsetnodata removes a wrong "
-            "one) and that the samples lie on the imagery.")
+            f"The raster {info.path} holds only nodata (value {info.nodata}) or NaN where the samples are" + (
+                ", or pixels its GDAL mask (alpha band or .msk/internal mask) hides" if gdal_masked(ds) else "")
+            + ": there is nothing to learn from. Check the raster's nodata value (gdal_edit.py -unsetnodata removes "
+            "a wrong one) and that the samples lie on the imagery.")
     present = [v for v in range(1, max_value + 1)]
     return {
         "accumulated": {v: int(accumulated[v]) for v in present if schema.by_value(v) or accumulated[v]},

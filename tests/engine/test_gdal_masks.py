@@ -167,3 +167,12 @@ def test_an_alpha_band_is_the_mask_not_an_exported_band(scene, tmp_path):
             classes = c.read(1)
             assert (classes[:HALF] == c.nodata).all() == (source == path)
             assert (classes[HALF:] != c.nodata).all()
+
+
+def test_a_raster_whose_mask_hides_every_sample_says_so(scene, tmp_path):
+    from deep_pixel.core.errors import DeepPixelError
+    from gis_files import scene_chips
+    hidden = masked_copy(scene, str(tmp_path / "hidden.tif"), 384)
+    with pytest.raises(DeepPixelError, match="holds only nodata .* or pixels its GDAL mask"):
+        scene_chips(masked_scene(scene, hidden), tmp_path / "chips")
+    assert not (tmp_path / "chips").exists()
