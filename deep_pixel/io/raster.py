@@ -13,6 +13,8 @@ from rasterio.windows import Window
 from ..core.errors import DeepPixelError
 
 METRES_PER_DEGREE = 111_320.0
+RGB = ("red", "green", "blue")
+ASSUMED_NIR = "nir (assumed)"     # the 4th band of an undescribed RGB-tagged 4-band raster
 SUPPORTED_DTYPES = ("uint8", "int8", "uint16", "int16", "uint32", "int32", "float32", "float64")
 
 
@@ -71,22 +73,44 @@ def describe(ds) -> RasterInfo:
         raise DeepPixelError(f"Raster {ds.name} mixes band data types {sorted(set(ds.dtypes))}; "
                              "convert it to one data type (e.g. gdal_translate -ot Float32).")
     crs = ds.crs
-    names = band_names(ds.descriptions, [c.name for c in ds.colorinterp])
+    colours = [c.name for c in ds.colorinterp]
+    if "alpha" in colours:
+        from .gdal_mask import alpha_band
+        alpha_holds_data = alpha_band(ds) is None
+    else:
+        alpha_holds_data = False
+    names = band_names(ds.descriptions, colours, alpha_holds_data)
     return RasterInfo(
         path=ds.name, width=ds.width, height=ds.height, count=ds.count, dtype=ds.dtypes[0],
         crs_wkt=crs.to_wkt() if crs else None, is_geographic=bool(crs and crs.is_geographic),
         transform=tuple(ds.transform)[:6], nodata=ds.nodata, band_names=names)
 
 
-def band_names(descriptions, colour_interpretations) -> tuple:
+def band_names(descriptions, colour_interpretations, alpha_holds_data: bool = False) -> tuple:
     """A name per band: its description; in a raster without any description, its colour interpretation when
-    that is red, green or blue (an RGB aerial photo's bands carry only that); else Band_<n>. Spectral indices,
+    that is red, green or blue (an RGB aerial photo's bands carry only that); else Band_<n>. The fourth band
+    of an undescribed RGB-tagged 4-band raster is taken as near infrared (see _assumed_nir). Spectral indices,
     the order check in Classify and the training report's pictures read these names."""
     described = any(descriptions)
-    colours = [c if c in ("red", "green", "blue") and colour_interpretations.count(c) == 1 and not described
+    colours = [c if c in RGB and colour_interpretations.count(c) == 1 and not described
                else None for c in colour_interpretations]
     colours += [None] * (len(descriptions) - len(colours))
-    return tuple(d or colours[i] or f"Band_{i + 1}" for i, d in enumerate(descriptions))
+    names = [d or colours[i] or f"Band_{i + 1}" for i, d in enumerate(descriptions)]
+    return tuple(names if described else _assumed_nir(names, colour_interpretations, alpha_holds_data))
+
+
+def _assumed_nir(names: list, colours, alpha_holds_data: bool) -> list:
+    """Four bands besides an alpha mask, three tagged red, green and blue, the fourth untagged (or tagged alpha
+    while holding data, as GDAL tags any 4th band of an 8-bit GeoTIFF written without PHOTOMETRIC): RGB + near
+    infrared, the order of NAIP and most 4-band aerial and satellite products, so NDVI and NDWI can be added.
+    Named so that the training log and the model's .emd say it was assumed; any band description overrules it
+    (band_names does not call this for a described raster)."""
+    colours = list(colours) + ["undefined"] * (len(names) - len(colours))
+    data = [i for i, c in enumerate(colours) if c != "alpha" or alpha_holds_data]     # an alpha mask is no band
+    rest = [i for i in data if names[i] not in RGB]
+    if len(data) == 4 and len(rest) == 1 and colours[rest[0]] in ("undefined", "gray", "alpha"):
+        names[rest[0]] = ASSUMED_NIR
+    return names
 
 
 @contextlib.contextmanager

@@ -26,7 +26,7 @@ from ..core.device import select_device
 from ..core.errors import Cancelled, DeepPixelError, Terminated
 from ..core.inputs import InputTransform
 from ..core.progress import Progress, check
-from ..io.raster import pixel_height_metres
+from ..io.raster import ASSUMED_NIR, pixel_height_metres
 from ..io.staging import staged_folder
 from ..model.registry import build_model
 from . import distributed, members, resume
@@ -226,6 +226,15 @@ def _prepare_network(run: _Run) -> None:
     wanted = [name for name in INDICES if options.arg(name.lower())]
     run.indices = spectral_indices(data.band_names, data.bands, wanted)
     run.transform = InputTransform(data.band_stats["mean"], data.band_stats["std"], [p for _, p in run.indices])
+    _log_indices(run)
+
+
+def _log_indices(run: _Run) -> None:
+    data, progress = run.data, run.progress
+    if any(data.band_names[data.bands[p] - 1] == ASSUMED_NIR for _, pair in run.indices for p in pair):
+        progress.log("The raster's bands have no descriptions; three are tagged red, green and blue, so the fourth is "
+                     "taken as near infrared (RGB + NIR). If it is not, give the bands descriptions or set "
+                     "MODEL_ARGUMENTS ndvi=false,ndwi=false.")
     for name, (a, b) in run.indices:
         progress.log(f"{name} added as an input channel (normalised difference of bands {data.bands[a]} and "
                      f"{data.bands[b]}, named {data.band_names[data.bands[a] - 1]!r} and "

@@ -79,7 +79,8 @@ MODEL_ARGUMENTS = {
     "normalise": Arg(str, "raster", "band statistics the inputs are standardised with: the whole source "
                                     "raster's (raster; recorded by Export) or the exported chips' (chips)",
                      choices=("raster", "chips")),
-    "ndvi": Arg(bool, True, "add NDVI as an input channel when red and near-infrared bands are named"),
+    "ndvi": Arg(bool, True, "add NDVI as an input channel when red and near-infrared bands are named (or the "
+                            "near infrared assumed: the 4th band of an RGB-tagged 4-band raster)"),
     "ndwi": Arg(bool, True, "add NDWI (green - nir) / (green + nir) as an input channel when green and "
                             "near-infrared bands are named"),
     "semi_supervised": Arg(bool, True, "also learn from the unlabelled pixels of the training crops (confident "

@@ -247,7 +247,7 @@ def test_rgb_colour_interpretation_names_the_bands_and_guards_their_order(real_m
     with open(emd) as f:
         assert json.load(f)["BandNames"] == ["red", "green", "blue"]
     assert band_names((None, None, None, None), ["red", "green", "blue", "undefined"]) == (
-        "red", "green", "blue", "Band_4")
+        "red", "green", "blue", "nir (assumed)")
     assert band_names((None, None), ["red", "red"]) == ("Band_1", "Band_2")    # repeated colours name nothing
     assert band_names((None, "B4_red"), ["red", "undefined"]) == ("Band_1", "B4_red")   # descriptions rule
     bgr = str(tmp_path / "bgr.tif")
