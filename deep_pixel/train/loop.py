@@ -106,8 +106,21 @@ def train_model(folders: str | list[str], output_folder: str, options: TrainOpti
     finally:
         if run.loader is not None:
             run.loader.close()
+        _release_wrapper(run)
         distributed.finish(run.dist)
     return result
+
+
+def _release_wrapper(run) -> None:
+    """Under torchrun: drop the DistributedDataParallel wrapper (and the closure over the run that ties it into a
+    reference cycle) while the interpreter is alive, before the process group goes. Left to the garbage collector at
+    exit, its gloo work could be torn down during interpreter finalisation: SIGABRT ("terminate called without an
+    active exception") after a complete run, seen once in a members=2 torchrun test."""
+    stepper = getattr(run, "stepper", None)
+    if run.dist.active and stepper is not None:
+        stepper.model, stepper.agree = run.model, None
+        import gc
+        gc.collect()
 
 
 def _distinct(folders: list, progress) -> list:
