@@ -83,9 +83,18 @@ def _store():
     return dist.PrefixStore(f"deep_pixel/attempt_{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}", store)
 
 
-def finish(d: Dist) -> None:
+def finish(d: Dist, stepper=None, model=None) -> None:
+    """Leave the process group. The DistributedDataParallel wrapper (tied into a reference cycle by the stepper's
+    ``agree`` closure over the run) is dropped and collected first, while the interpreter is alive: left to the
+    garbage collector at exit, its gloo work could be torn down during interpreter finalisation, a SIGABRT
+    ("terminate called without an active exception") after a complete run, seen once in a members=2 test."""
     if d.active:
+        import gc
+
         import torch.distributed as dist
+        if stepper is not None:
+            stepper.model, stepper.agree = model if model is not None else stepper.model, None
+            gc.collect()
         if dist.is_initialized():
             dist.destroy_process_group()
 

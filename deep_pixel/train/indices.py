@@ -43,6 +43,20 @@ def spectral_indices(band_names, bands, wanted) -> list:
     return found
 
 
+def log_indices(run) -> None:
+    """Which indices the network gets, and the assumption behind a near infrared that no description names."""
+    from ..io.raster import ASSUMED_NIR
+    data, progress = run.data, run.progress
+    if any(data.band_names[data.bands[p] - 1] == ASSUMED_NIR for _, pair in run.indices for p in pair):
+        progress.log("The raster's bands have no descriptions; three are tagged red, green and blue, so the fourth is "
+                     "taken as near infrared (RGB + NIR). If it is not, give the bands descriptions or set "
+                     "MODEL_ARGUMENTS ndvi=false,ndwi=false.")
+    for name, (a, b) in run.indices:
+        progress.log(f"{name} added as an input channel (normalised difference of bands {data.bands[a]} and "
+                     f"{data.bands[b]}, named {data.band_names[data.bands[a] - 1]!r} and "
+                     f"{data.band_names[data.bands[b] - 1]!r}).")
+
+
 def pick_statistics(run) -> None:
     """Normalise with the whole raster's band statistics (recorded by Export) unless normalise=chips."""
     data = run.data

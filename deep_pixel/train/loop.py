@@ -26,7 +26,7 @@ from ..core.device import select_device
 from ..core.errors import Cancelled, DeepPixelError, Terminated
 from ..core.inputs import InputTransform
 from ..core.progress import Progress, check
-from ..io.raster import ASSUMED_NIR, pixel_height_metres
+from ..io.raster import pixel_height_metres
 from ..io.staging import staged_folder
 from ..model.registry import build_model
 from . import distributed, members, resume
@@ -37,7 +37,7 @@ from .budget import CLOCK_LAG, Budget
 from .checkpoint import Checkpoints, check_train_destinations
 from .epoch import evaluate_epoch, train_epoch
 from .health import Health
-from .indices import INDICES, pick_statistics, spectral_indices
+from .indices import INDICES, log_indices, pick_statistics, spectral_indices
 from .stop import fit_to_time, maybe_unfreeze, should_stop, time_up
 from .lr_finder import find_learning_rate
 from .options import AUTO_VALIDATION_MIN_CHIPS, MIN_STEPS_PER_EPOCH, TrainOptions, network_parameters
@@ -106,21 +106,8 @@ def train_model(folders: str | list[str], output_folder: str, options: TrainOpti
     finally:
         if run.loader is not None:
             run.loader.close()
-        _release_wrapper(run)
-        distributed.finish(run.dist)
+        distributed.finish(run.dist, getattr(run, "stepper", None), getattr(run, "model", None))
     return result
-
-
-def _release_wrapper(run) -> None:
-    """Under torchrun: drop the DistributedDataParallel wrapper (and the closure over the run that ties it into a
-    reference cycle) while the interpreter is alive, before the process group goes. Left to the garbage collector at
-    exit, its gloo work could be torn down during interpreter finalisation: SIGABRT ("terminate called without an
-    active exception") after a complete run, seen once in a members=2 torchrun test."""
-    stepper = getattr(run, "stepper", None)
-    if run.dist.active and stepper is not None:
-        stepper.model, stepper.agree = run.model, None
-        import gc
-        gc.collect()
 
 
 def _distinct(folders: list, progress) -> list:
@@ -239,19 +226,7 @@ def _prepare_network(run: _Run) -> None:
     wanted = [name for name in INDICES if options.arg(name.lower())]
     run.indices = spectral_indices(data.band_names, data.bands, wanted)
     run.transform = InputTransform(data.band_stats["mean"], data.band_stats["std"], [p for _, p in run.indices])
-    _log_indices(run)
-
-
-def _log_indices(run: _Run) -> None:
-    data, progress = run.data, run.progress
-    if any(data.band_names[data.bands[p] - 1] == ASSUMED_NIR for _, pair in run.indices for p in pair):
-        progress.log("The raster's bands have no descriptions; three are tagged red, green and blue, so the fourth is "
-                     "taken as near infrared (RGB + NIR). If it is not, give the bands descriptions or set "
-                     "MODEL_ARGUMENTS ndvi=false,ndwi=false.")
-    for name, (a, b) in run.indices:
-        progress.log(f"{name} added as an input channel (normalised difference of bands {data.bands[a]} and "
-                     f"{data.bands[b]}, named {data.band_names[data.bands[a] - 1]!r} and "
-                     f"{data.band_names[data.bands[b] - 1]!r}).")
+    log_indices(run)
 
 
 def _prepare_split(run: _Run) -> None:
