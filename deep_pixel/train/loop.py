@@ -326,7 +326,7 @@ def _prepare_optimiser(run: _Run, checkpoints) -> None:
         progress.log(f"Semi-supervised: unlabelled pixels of the crops learn from confident (>= "
                      f"{options.arg('pseudo_threshold'):g}) pseudo-labels, weight {options.arg('unlabelled_weight'):g}, "
                      "ramped in from 15% to 40% of training.")
-    run.batch = min(options.batch_size, len(run.train_idx) // d.world)
+    run.batch = options.batch_size      # random crops: a chip drawn twice in a batch gives two examples (no cap)
     run.steps_per_epoch = options.arg("steps_per_epoch") or max(
         MIN_STEPS_PER_EPOCH, math.ceil(len(run.train_idx) / (run.batch * d.world)))
     run.total = run.steps_per_epoch * options.epoch_bound

@@ -106,3 +106,21 @@ def test_chips_read_without_gdal_bindings_as_with_them(ours, monkeypatch):
     assert folder.chips and folder.chips[0].read_image()[0].shape[0] == with_gdal[0].shape[0]
     with pytest.raises(DeepPixelError, match="Cannot read the image chip"):
         read_pixels(os.path.join(ours, "map.txt"), "image")
+
+
+def test_an_export_with_fewer_chips_than_the_batch_still_trains_full_batches(scene, tmp_path):
+    """Random crops: a chip drawn twice in a batch gives two examples, so BATCH_SIZE holds with 2 chips (until
+    stop 29 the batch was capped at the number of chips: the 4-chip aerial export trained with batch 4)."""
+    import glob
+
+    from gis_files import scene_chips
+
+    from deep_pixel.train.loop import train_model
+    from deep_pixel.train.options import TrainOptions
+    folder = scene_chips(scene, tmp_path / "chips", stride=192, size=192)
+    chips = len(glob.glob(str(tmp_path / "chips" / "images" / "*")))
+    assert 0 < chips < 6
+    result = train_model([folder], str(tmp_path / "model"), TrainOptions(
+        max_epochs=1, backbone="resnet18", batch_size=6, learning_rate=2e-3, device="cpu",
+        model_arguments={"chip_size": 64, "steps_per_epoch": 2, "lr_test_steps": 0}))
+    assert result.log["batch"] == 6
