@@ -19,6 +19,7 @@ import errno
 import os
 import shutil
 import tempfile
+import time
 
 from ..core.errors import DeepPixelError
 from ..io.destinations import Place, check_clashes, check_writable
@@ -26,6 +27,7 @@ from ..io.staging import check_folder_name, check_output_folder
 from . import resume
 
 SUFFIX = ".checkpoint"
+REFRESH_SECONDS = 60.0
 
 
 def checkpoint_path(output_folder: str) -> str:
@@ -72,6 +74,12 @@ class Checkpoints:
         self.active = active                 # False: another process (rank 0) writes the checkpoints
         self.epoch: int | None = None        # epoch of the checkpoint this run wrote
         self.adopted: int | None = None      # epoch of the earlier run's checkpoint this run resumed from
+        self.written_at: float | None = None  # time.monotonic() of this run's last checkpoint
+
+    def due(self) -> bool:
+        """Whether a kept epoch that is not the best (MODEL_ARGUMENTS keep=last) is worth a checkpoint: the
+        last one is at least REFRESH_SECONDS old (writing one every short epoch would cost training time)."""
+        return self.written_at is None or time.monotonic() - self.written_at >= REFRESH_SECONDS
 
     def take_over(self, fingerprint: str) -> dict | None:
         """The resume state of an earlier run's checkpoint made with the same chips and options (this
@@ -109,6 +117,7 @@ class Checkpoints:
                 os.rmdir(old)
                 os.rename(self.path, old)
             os.rename(tmp, self.path)
+            self.written_at = time.monotonic()
         except BaseException as e:
             shutil.rmtree(tmp, ignore_errors=True)
             if old and not os.path.exists(self.path):

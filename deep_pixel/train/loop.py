@@ -164,8 +164,9 @@ def _train(run: _Run, folders, output_folder, checkpoints) -> TrainResult:
     distributed.barrier(run.dist)                # the other ranks wait until the package is in place
     emd_path = os.path.join(output_folder, run.name + ".emd")
     best = run.best
-    progress.report(1.0, f"model written: best epoch {best.epoch}")
-    progress.log(f"Model written to {output_folder} (best epoch {best.epoch}, accuracy "
+    which = "last epoch" if best.keep_last else "best epoch"
+    progress.report(1.0, f"model written: {which} {best.epoch}")
+    progress.log(f"Model written to {output_folder} ({which} {best.epoch}, accuracy "
                  f"{_pct(best.summary.get('overall_accuracy'))}, mIoU {_pct(best.summary.get('mean_iou'))}).")
     return TrainResult(output_folder, emd_path, best.epoch, len(run.epochs), best.summary, log, run.model)
 
@@ -247,6 +248,12 @@ def _prepare_split(run: _Run) -> None:
         progress.warn("No separate validation chips (too few chips, VALIDATION_PERCENT=0, or none lies apart from "
                       "the training chips): metrics and the best epoch are measured on the training chips.")
     run.eval_idx = valid_idx or run.train_idx
+    keep = options.arg("keep")
+    run.best.keep_last = keep == "last" or (keep == "auto" and not valid_idx)
+    if run.best.keep_last:
+        progress.log("The model is written from the last epoch (after the final decay), not from the epoch that "
+                     "fits the training chips best" + (" (keep=auto: no validation chips)." if keep == "auto"
+                                                       else " (keep=last)."))
     if len(run.train_idx) < run.dist.world:
         raise DeepPixelError(f"{len(run.train_idx)} training chip(s) for {run.dist.world} processes: each process "
                              "needs at least one. Start fewer processes (torchrun --nproc_per_node) or export more "
@@ -400,14 +407,14 @@ def _fit(run: _Run, checkpoints) -> None:
         losses, seconds = train_epoch(run, epoch)
         record = evaluate_epoch(run, epoch, losses, seconds)
         sound = run.health.sound(record)
-        best = run.best.update(epoch, record[options.monitor], run.summary, run.stepper.measured, sound)
+        kept = run.best.update(epoch, record[options.monitor], run.summary, run.stepper.measured, sound)
         progress.log(f"Epoch {epoch}: train loss {record['train_loss']:.4f}, valid loss {record['valid_loss']:.4f}, "
                      f"accuracy {_pct(record['accuracy'])}, mIoU {_pct(record['miou'])}, learning rate "
-                     f"{record['lr']:.2g}" + (" (best so far)" if best else ""))
+                     f"{record['lr']:.2g}" + (" (best so far)" if run.best.improved else ""))
         run.health.check_epoch(epoch, progress)
         if epoch == run.start_epoch + 1:
             fit_to_time(run)
-        if best:
+        if kept and (run.best.improved or checkpoints.due()):
             _checkpoint(run, checkpoints, epoch)
         if should_stop(run, epoch):
             break

@@ -102,7 +102,9 @@ def next_member(run) -> None:
     _file(run)
     run.member += 1
     options = run.options = dataclasses.replace(run.base_options, seed=run.base_options.seed + SEED_STEP * run.member)
+    keep_last = run.best.keep_last
     run.best = BestEpoch(options.monitor, options.arg("patience"), options.arg("min_improvement"))
+    run.best.keep_last = keep_last
     run.epochs, run.step, run.start_epoch, run.started = [], 0, 0, None
     run.stopped_early = run.stopped_by_time = False
     run.t_start = time.monotonic()

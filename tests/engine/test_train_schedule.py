@@ -86,6 +86,29 @@ def test_plateau_needs_a_clear_gain():
     assert not best.exhausted and best.update(4, 0.90, {}, net) and best.stale == 0
 
 
+def test_keep_last_keeps_every_sound_epoch_while_the_metric_still_decides_the_plateau():
+    net = torch.nn.Linear(1, 1)
+    best = BestEpoch("valid_loss", patience=2)
+    best.keep_last = True
+    assert best.update(1, 1.0, {"e": 1}, net) and best.improved
+    assert best.update(2, 1.5, {"e": 2}, net) and not best.improved                 # worse, yet kept
+    assert best.epoch == 2 and best.summary == {"e": 2} and best.value == 1.0 and best.stale == 1
+    assert not best.update(3, float("nan"), {"e": 3}, net, sound=False) and best.epoch == 2
+    assert best.exhausted                                                           # the plateau still counts
+
+
+def test_without_validation_chips_the_model_is_the_last_epoch(chips, tmp_path):
+    progress = RecordingProgress()
+    r = train_model(chips, str(tmp_path / "m"), options(max_epochs=4, validation_percent=0), progress)
+    assert r.log["kept_epoch"] == "last" and r.best_epoch == r.epochs_run == 4
+    assert any("written from the last epoch" in m and "keep=auto" in m for m in progress.messages)
+    kept = train_model(chips, str(tmp_path / "b"), options(max_epochs=4, validation_percent=0,
+                                                           model_arguments={"keep": "best"}), RecordingProgress())
+    assert kept.log["kept_epoch"] == "best"
+    losses = [e["valid_loss"] for e in kept.log["epochs"]]
+    assert kept.best_epoch == 1 + losses.index(min(losses))
+
+
 def test_time_limit_stops_training_with_the_rate_decayed(chips, tmp_path):
     progress = RecordingProgress()
     r = train_model(chips, str(tmp_path / "m"), options(time_limit=0.1, stop_when_not_improving=False), progress)
