@@ -57,6 +57,11 @@ DEFAULT_CROP = 64
 # reading a 64 px crop from a 256 px chip costs ~3 ms against ~0.3 ms held (about 10% of a 1-thread CPU
 # step of the light U-Net), so small folders, where holding is cheap, keep the old speed.
 KEEP_PIXELS_BELOW = 256 * 2**20
+KEPT_WORDS = {"last": "The model is written from the last epoch (after the final decay), not from the epoch that "
+                      "fits the measured chips best",
+              "plateau": "The model is written from the average of the epochs' weights since the monitored "
+                         "metric last clearly improved (through the final decay), not from the epoch that fits "
+                         "the measured chips best"}
 
 
 @dataclass
@@ -153,6 +158,9 @@ def _train(run: _Run, folders, output_folder, checkpoints) -> TrainResult:
         members.combine(run)
     else:
         run.model.load_state_dict(run.best.state)
+        if run.best.averaged:                     # the summary written is the average's, not the last epoch's
+            run.stepper.average, run.stepper.model = None, run.model
+            run.best.summary = members.measure(run)
     run.model.eval()
     log = run_log(run)
     if run.dist.main:
@@ -164,9 +172,9 @@ def _train(run: _Run, folders, output_folder, checkpoints) -> TrainResult:
     distributed.barrier(run.dist)                # the other ranks wait until the package is in place
     emd_path = os.path.join(output_folder, run.name + ".emd")
     best = run.best
-    which = "last epoch" if best.keep_last else "best epoch"
-    progress.report(1.0, f"model written: {which} {best.epoch}")
-    progress.log(f"Model written to {output_folder} ({which} {best.epoch}, accuracy "
+    which = best.describe()
+    progress.report(1.0, f"model written: {which}")
+    progress.log(f"Model written to {output_folder} ({which}, accuracy "
                  f"{_pct(best.summary.get('overall_accuracy'))}, mIoU {_pct(best.summary.get('mean_iou'))}).")
     return TrainResult(output_folder, emd_path, best.epoch, len(run.epochs), best.summary, log, run.model)
 
@@ -249,11 +257,12 @@ def _prepare_split(run: _Run) -> None:
                       "the training chips): metrics and the best epoch are measured on the training chips.")
     run.eval_idx = valid_idx or run.train_idx
     keep = options.arg("keep")
-    run.best.keep_last = keep == "last" or (keep == "auto" and not valid_idx)
-    if run.best.keep_last:
-        progress.log("The model is written from the last epoch (after the final decay), not from the epoch that "
-                     "fits the training chips best" + (" (keep=auto: no validation chips)." if keep == "auto"
-                                                       else " (keep=last)."))
+    if keep == "auto":
+        keep = "best" if valid_idx else "plateau"
+    run.best.keep_last, run.best.average_plateau = keep != "best", keep == "plateau"
+    if keep != "best":
+        progress.log(KEPT_WORDS[keep] + (" (keep=auto: no validation chips)." if options.arg("keep") == "auto"
+                                         else f" (keep={keep})."))
     if len(run.train_idx) < run.dist.world:
         raise DeepPixelError(f"{len(run.train_idx)} training chip(s) for {run.dist.world} processes: each process "
                              "needs at least one. Start fewer processes (torchrun --nproc_per_node) or export more "

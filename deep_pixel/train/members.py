@@ -12,7 +12,6 @@ import dataclasses
 import time
 
 from ..core.errors import DeepPixelError
-from .best import BestEpoch
 
 SEED_STEP = 1000            # member k trains with SEED + 1000 k
 # The members' weights together: a package keeps them in its .pth, again in the .onnx (which protobuf caps at
@@ -102,9 +101,7 @@ def next_member(run) -> None:
     _file(run)
     run.member += 1
     options = run.options = dataclasses.replace(run.base_options, seed=run.base_options.seed + SEED_STEP * run.member)
-    keep_last = run.best.keep_last
-    run.best = BestEpoch(options.monitor, options.arg("patience"), options.arg("min_improvement"))
-    run.best.keep_last = keep_last
+    run.best = run.best.fresh()
     run.epochs, run.step, run.start_epoch, run.started = [], 0, 0, None
     run.stopped_early = run.stopped_by_time = False
     run.t_start = time.monotonic()

@@ -14,7 +14,7 @@ MONITORS = ("valid_loss", "miou", "accuracy")
 AUGMENTATIONS = ("default", "none", "custom")
 DECODERS = ("auto", "light", "default")
 LR_SCALING = ("none", "linear", "sqrt")
-KEEP_CHOICES = ("auto", "best", "last")
+KEEP_CHOICES = ("auto", "best", "last", "plateau")
 # On CPU this U-Net decoder ran ~6x more steps per minute than smp's default (README, Train Model).
 LIGHT_DECODER = {"encoder_depth": 4, "decoder_channels": [64, 32, 16, 16]}
 LIGHT_ARCHITECTURES = ("UNET", "UNETPLUSPLUS", "MANET")
@@ -65,8 +65,10 @@ MODEL_ARGUMENTS = {
     "min_improvement": Arg(float, 0.01, "a gain smaller than this share of the best value counts as none for "
                                         "patience (the plateau)", 0, 1),
     "keep": Arg(str, "auto", "which epoch's weights the model is written from: best (by the monitored metric), "
-                             "last (the latest epoch, after the final decay), auto (last when the epochs are "
-                             "measured on the training chips, best when there are validation chips)",
+                             "last (the latest epoch, after the final decay), plateau (the average of the "
+                             "epochs' weights since the monitored metric last clearly improved, the last "
+                             "included), auto (plateau when the epochs are measured on the training chips, best "
+                             "when there are validation chips)",
                 choices=KEEP_CHOICES),
     "average_epochs": Arg(float, 0.0, "time constant, in epochs, of the running average of the weights that is "
                                       "measured and kept (0: the weights as they are at the end of each epoch)",

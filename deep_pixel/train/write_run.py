@@ -12,7 +12,9 @@ def run_log(run) -> dict:
     log = training_log(run.epochs, run.best.epoch, run.options, run.stopped_early, run.lr, run.lr_test, run.reason,
                        run.crop, run.data, run.split, run.model_type, run.backbone, run.why, run.params)
     log["batch"] = run.batch                    # crops per step (per process), whatever the number of chips
-    log["kept_epoch"] = "last" if run.best.keep_last else "best"     # which epoch's weights the model holds
+    log["kept_epoch"] = "average" if run.best.averaged else "last" if run.best.keep_last else "best"
+    if run.best.averaged:
+        log["averaged_epochs"] = [run.best.first, run.best.epoch]
     if run.dist.active:
         log["distributed"] = {"processes": run.dist.world, "backend": run.dist.backend,
                               "batch_per_process": run.batch, "global_batch": run.batch * run.dist.world,

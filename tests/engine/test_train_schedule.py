@@ -97,11 +97,37 @@ def test_keep_last_keeps_every_sound_epoch_while_the_metric_still_decides_the_pl
     assert best.exhausted                                                           # the plateau still counts
 
 
-def test_without_validation_chips_the_model_is_the_last_epoch(chips, tmp_path):
+def test_plateau_keeps_the_average_of_the_epochs_since_the_metric_last_clearly_improved():
+    net = torch.nn.Linear(1, 1, bias=False)
+    best = BestEpoch("valid_loss", patience=5, min_improvement=0.1)
+    best.keep_last = best.average_plateau = True
+
+    def epoch(n, loss, weight, sound=True):
+        net.weight.data.fill_(weight)
+        return best.update(n, loss, {"e": n}, net, sound)
+    assert epoch(1, 1.0, 10.0) and float(best.state["weight"]) == 10.0 and not best.averaged
+    assert epoch(2, 0.5, 20.0) and float(best.state["weight"]) == 20.0            # a clear gain restarts it
+    assert epoch(3, 0.49, 30.0) and float(best.state["weight"]) == 25.0            # 2% gain: the plateau
+    assert epoch(4, 0.8, 40.0) and float(best.state["weight"]) == 30.0 and best.averaged
+    assert not epoch(5, float("nan"), 1e6, sound=False) and float(best.state["weight"]) == 30.0
+    assert best.describe() == "average of epochs 2-4" and best.epoch == 4 and best.value == 0.49
+    assert epoch(6, 0.1, 50.0) and float(best.state["weight"]) == 50.0 and best.describe() == "last epoch 6"
+    member = best.fresh()
+    assert member.keep_last and member.average_plateau and member.state is None
+
+
+def test_without_validation_chips_the_model_is_the_plateau_average(chips, tmp_path):
     progress = RecordingProgress()
-    r = train_model(chips, str(tmp_path / "m"), options(max_epochs=4, validation_percent=0), progress)
-    assert r.log["kept_epoch"] == "last" and r.best_epoch == r.epochs_run == 4
-    assert any("written from the last epoch" in m and "keep=auto" in m for m in progress.messages)
+    flat = {"min_improvement": 1.0}                  # no gain is clear after the first epoch: epochs 1-4 averaged
+    r = train_model(chips, str(tmp_path / "m"), options(max_epochs=4, validation_percent=0, model_arguments=flat),
+                    progress)
+    assert r.log["kept_epoch"] == "average" and r.log["averaged_epochs"] == [1, 4] and r.best_epoch == 4
+    assert any("written from the average" in m and "keep=auto" in m for m in progress.messages)
+    assert any("(average of epochs 1-4, accuracy" in m for m in progress.messages)
+    assert json.load(open(os.path.join(r.folder, "training_log.json")))["averaged_epochs"] == [1, 4]
+    last = train_model(chips, str(tmp_path / "l"), options(max_epochs=4, validation_percent=0,
+                                                           model_arguments=dict(flat, keep="last")), RecordingProgress())
+    assert last.log["kept_epoch"] == "last" and last.best_epoch == last.epochs_run == 4
     kept = train_model(chips, str(tmp_path / "b"), options(max_epochs=4, validation_percent=0,
                                                            model_arguments={"keep": "best"}), RecordingProgress())
     assert kept.log["kept_epoch"] == "best"
