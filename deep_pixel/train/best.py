@@ -53,7 +53,7 @@ class BestEpoch:
             self.value = value if self.improved else self.value
             self.state = copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})
             self.epoch, self.summary = epoch, summary
-            if self.average_plateau and self.keep_last:
+            if self.average_plateau:             # set with keep_last (loop._prepare_split)
                 self._average(epoch, restart=clear or self._sum is None)
         if clear:
             self.reference, self.stale = value, 0
@@ -76,7 +76,7 @@ class BestEpoch:
     @property
     def averaged(self) -> bool:
         """Whether ``state`` is an average of more than one epoch."""
-        return self.average_plateau and self.keep_last and self._count > 1
+        return self._count > 1
 
     def describe(self) -> str:
         """Which weights ``state`` holds, in words (the log and the progress bar)."""
