@@ -77,7 +77,7 @@ class Checkpoints:
         self.written_at: float | None = None  # time.monotonic() of this run's last checkpoint
 
     def due(self) -> bool:
-        """Whether a kept epoch that is not the best (MODEL_ARGUMENTS keep=last) is worth a checkpoint: the
+        """Whether a kept epoch that is not the best (MODEL_ARGUMENTS keep last or plateau) is worth a checkpoint: the
         last one is at least REFRESH_SECONDS old (writing one every short epoch would cost training time)."""
         return self.written_at is None or time.monotonic() - self.written_at >= REFRESH_SECONDS
 

@@ -159,8 +159,7 @@ def _train(run: _Run, folders, output_folder, checkpoints) -> TrainResult:
     else:
         run.model.load_state_dict(run.best.state)
         if run.best.averaged:                     # the summary written is the average's, not the last epoch's
-            run.stepper.average, run.stepper.model = None, run.model
-            run.best.summary = members.measure(run)
+            run.best.summary = members.measure_final(run)
     run.model.eval()
     log = run_log(run)
     if run.dist.main:

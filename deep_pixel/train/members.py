@@ -123,8 +123,7 @@ def combine(run) -> None:
     run.params = {**one, "members": len(nets)}
     run.epochs = [dict(e, member=d["member"]) for d in run.finished for e in d["epochs"]]
     run.stopped_by_time = any(d["stopped_by_time_limit"] for d in run.finished)
-    run.stepper.average, run.stepper.model = None, run.model        # measured now, and pictured in the package
-    run.best.epoch, run.best.summary = run.finished[-1]["best_epoch"], measure(run)
+    run.best.epoch, run.best.summary = run.finished[-1]["best_epoch"], measure_final(run)
     run.best.state = {k: v.detach().cpu() for k, v in run.model.state_dict().items()}
     run.progress.log("Members' best epochs: " + ", ".join(
         f"{d['best_epoch']} (mIoU {_pct(d['summary'].get('mean_iou'))})" for d in run.finished)
@@ -136,6 +135,13 @@ def members_log(run) -> list:
     return [{k: d[k] for k in ("member", "seed", "best_epoch", "epochs_run", "stopped_by_time_limit")}
             | {"mean_iou": d["summary"].get("mean_iou"), "overall_accuracy": d["summary"].get("overall_accuracy")}
             for d in run.finished]
+
+
+def measure_final(run) -> dict:
+    """The summary of ``run.model`` as written (members averaged, or an epoch average): the stepper measures,
+    and the package pictures, that network from now on."""
+    run.stepper.average, run.stepper.model = None, run.model
+    return measure(run)
 
 
 def measure(run) -> dict:
