@@ -158,8 +158,7 @@ def _train(run: _Run, folders, output_folder, checkpoints) -> TrainResult:
         members.combine(run)
     else:
         run.model.load_state_dict(run.best.state)
-        if run.best.averaged:                     # the summary written is the average's, not the last epoch's
-            run.best.summary = members.measure_final(run)
+        run.best.summary = members.measure_final(run)     # the network as written: its statistics, an average
     run.model.eval()
     log = run_log(run)
     if run.dist.main:

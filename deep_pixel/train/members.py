@@ -124,7 +124,6 @@ def combine(run) -> None:
     run.epochs = [dict(e, member=d["member"]) for d in run.finished for e in d["epochs"]]
     run.stopped_by_time = any(d["stopped_by_time_limit"] for d in run.finished)
     run.best.epoch, run.best.summary = run.finished[-1]["best_epoch"], measure_final(run)
-    run.best.state = {k: v.detach().cpu() for k, v in run.model.state_dict().items()}
     run.progress.log("Members' best epochs: " + ", ".join(
         f"{d['best_epoch']} (mIoU {_pct(d['summary'].get('mean_iou'))})" for d in run.finished)
         + f"; averaged: mIoU {_pct(run.best.summary.get('mean_iou'))} on the same chips.")
@@ -138,8 +137,16 @@ def members_log(run) -> list:
 
 
 def measure_final(run) -> dict:
-    """The summary of ``run.model`` as written (members averaged, or an epoch average): the stepper measures,
+    """The summary of ``run.model`` as written (one network, members averaged, or an epoch average), its
+    batch-norm statistics measured again first (norm_stats.py; run.best.state takes them): the stepper measures,
     and the package pictures, that network from now on."""
+    from .norm_stats import remeasure
+    if run.options.arg("norm_statistics") == "raster":
+        run.progress.report(0.95, "measuring batch-norm statistics")
+        read = remeasure(run, run.model)
+        if read:
+            run.progress.log(f"Batch-norm statistics of the network written measured again on {read}.")
+    run.best.state = {k: v.detach().cpu().clone() for k, v in run.model.state_dict().items()}
     run.stepper.average, run.stepper.model = None, run.model
     return measure(run)
 
