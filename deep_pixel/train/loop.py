@@ -29,7 +29,7 @@ from ..core.progress import Progress, check
 from ..io.raster import pixel_height_metres
 from ..io.staging import staged_folder
 from ..model.registry import build_model
-from . import distributed, members, resume
+from . import distributed, members, norm_stats, resume
 from .augment import BatchMaker, augmentation_set, label_lut
 from .average import WeightAverage
 from .best import BestEpoch
@@ -158,7 +158,8 @@ def _train(run: _Run, folders, output_folder, checkpoints) -> TrainResult:
         members.combine(run)
     else:
         run.model.load_state_dict(run.best.state)
-        run.best.summary = members.measure_final(run)     # the network as written: its statistics, an average
+        if run.best.averaged or norm_stats.wanted(run):     # the summary written is that of the network written
+            run.best.summary = members.measure_final(run)
     run.model.eval()
     log = run_log(run)
     if run.dist.main:

@@ -140,8 +140,8 @@ def measure_final(run) -> dict:
     """The summary of ``run.model`` as written (one network, members averaged, or an epoch average), its
     batch-norm statistics measured again first (norm_stats.py; run.best.state takes them): the stepper measures,
     and the package pictures, that network from now on."""
-    from .norm_stats import remeasure
-    if run.options.arg("norm_statistics") == "raster":
+    from .norm_stats import remeasure, wanted
+    if wanted(run):
         run.progress.report(0.95, "measuring batch-norm statistics")
         read = remeasure(run, run.model)
         if read:

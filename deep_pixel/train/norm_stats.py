@@ -20,6 +20,11 @@ SIZE = 128                   # their side in pixels (the chips' side when smalle
 BATCH = 8
 
 
+def wanted(run) -> bool:
+    """Whether the network written gets its statistics measured again (MODEL_ARGUMENTS norm_statistics)."""
+    return run.options.arg("norm_statistics") == "raster"
+
+
 def layers(run, model) -> list:
     """The batch-norm layers whose statistics are measured again (not those of a frozen encoder)."""
     import torch
