@@ -59,6 +59,21 @@ def scene_chips(scene, folder, stride=32, size=64):
     return str(folder)
 
 
+def chips_without_source(chips, folder) -> str:
+    """A copy of the export ``chips`` in ``folder`` whose metadata points at a source raster that is gone."""
+    import json
+    import shutil
+    from deep_pixel.chips.layout import EXPORT_METADATA
+    moved = str(shutil.copytree(chips, os.path.join(folder, "chips")))
+    meta = os.path.join(moved, EXPORT_METADATA)
+    with open(meta) as f:
+        content = json.load(f)
+    content["source"]["path"] = os.path.join(folder, "gone.tif")
+    with open(meta, "w") as f:
+        json.dump(content, f)
+    return moved
+
+
 def colliding_images(scene, folder, size=96):
     """``folder``/scene.tif and scene.tiff: two crops of the synthetic scene whose outputs' names would
     collide (the .tiff holds the mirror image, so the two outputs differ)."""

@@ -1,14 +1,11 @@
 """Issue 16 item 3: self-supervised pretraining on the user's own imagery (PRETRAIN_ON_RASTER).
 Real crops of the export's source raster (or of the chips when it is gone), a real short pretraining
 before a real tiny training."""
-import json
 import os
-import shutil
 
 import numpy as np
 import pytest
 
-from deep_pixel.chips.layout import EXPORT_METADATA
 from deep_pixel.chips.reader import read_chip_folders
 from deep_pixel.core.errors import Cancelled, DeepPixelError
 from deep_pixel.core.inputs import InputTransform
@@ -16,7 +13,7 @@ from deep_pixel.core.progress import RecordingProgress
 from deep_pixel.train.loop import train_model
 from deep_pixel.train.options import TrainOptions
 from deep_pixel.train.pretrain import MASK_SQUARE, Crops
-from gis_files import scene_chips
+from gis_files import chips_without_source, scene_chips
 
 
 @pytest.fixture(scope="module")
@@ -45,14 +42,7 @@ def test_crops_come_from_the_source_raster_and_masks_cover_about_half(chips, sce
 
 
 def test_without_the_source_raster_the_chips_stand_in(chips, scene, tmp_path):
-    moved = shutil.copytree(chips, tmp_path / "chips")
-    meta = os.path.join(moved, EXPORT_METADATA)
-    with open(meta) as f:
-        content = json.load(f)
-    content["source"]["path"] = str(tmp_path / "gone.tif")
-    with open(meta, "w") as f:
-        json.dump(content, f)
-    crops = _crops(str(moved))
+    crops = _crops(chips_without_source(chips, str(tmp_path)))
     assert not crops.rasters and "chips" in crops.described
     assert crops.batch(2).shape == (2, 4, 32, 32)
 
