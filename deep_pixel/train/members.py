@@ -137,18 +137,16 @@ def members_log(run) -> list:
 
 
 def measure_final(run) -> dict:
-    """The summary of ``run.model`` as written (one network, members averaged, or an epoch average), its
-    batch-norm statistics measured again first (norm_stats.py; run.best.state takes them): the stepper measures,
-    and the package pictures, that network from now on."""
-    from .norm_stats import remeasure, wanted
-    if wanted(run):
-        run.progress.report(0.95, "measuring batch-norm statistics")
-        read = remeasure(run, run.model)
-        if read:
-            run.progress.log(f"Batch-norm statistics of the network written measured again on {read}.")
-    run.best.state = {k: v.detach().cpu().clone() for k, v in run.model.state_dict().items()}
+    """The summary of ``run.model`` as written (one network, members averaged, or an epoch average), with the
+    batch-norm statistics that norm_statistics asks for (norm_stats.py; run.best.state takes them): the stepper
+    measures, and the package pictures, that network from now on."""
+    from .norm_stats import settle
     run.stepper.average, run.stepper.model = None, run.model
-    return measure(run)
+    if run.options.arg("norm_statistics") != "training":
+        run.progress.report(0.95, "measuring batch-norm statistics")
+    summary = settle(run, run.model, lambda: measure(run))
+    run.best.state = {k: v.detach().cpu().clone() for k, v in run.model.state_dict().items()}
+    return summary
 
 
 def measure(run) -> dict:

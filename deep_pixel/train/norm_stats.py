@@ -1,28 +1,38 @@
-"""Batch-norm statistics measured again for the network written (MODEL_ARGUMENTS norm_statistics=raster; off by
-default).
+"""Batch-norm statistics of the network written (MODEL_ARGUMENTS norm_statistics).
 
 Each batch-norm layer keeps a running mean and variance of its inputs, nudged at every training step (momentum
 0.1): on a few chips they follow the last few batches of augmented crops (strongly changed ones under
 semi-supervision), and the weight and epoch averages (average.py, best.py) average them as if they were
-weights. Classify uses those statistics. With ``raster`` the network written gets statistics of its own
-weights: in training mode, without gradients, it reads ``CROPS`` random crops of the export's source raster
-(every pixel, labelled or not; the chips when the raster cannot be read), flipped and turned only; its weights
-do not change. A frozen encoder keeps its own. Measured (README, Model quality: stop 32): on the aerial scene
-the held-out mIoU of single epochs swung less (0.35-0.45 instead of 0.22-0.47) and the plateau average gained
-+0.011 over six seeds; on Landsat it lost 0.038 over five, so it is an option, not the default.
+weights. Classify uses those statistics. The choices:
+
+- ``training``: the statistics as training left them.
+- ``crops``: measured again, in training mode and without gradients, on ``CROPS`` crops drawn as training draws
+  them (the same loader, flips and turns); the weights do not change.
+- ``raster``: the same on ``CROPS`` random crops of the export's source raster (every pixel, labelled or not;
+  the chips when the raster cannot be read).
+- ``auto`` (the default): ``crops`` is measured, and kept only when it fits the chips that epochs are measured on clearly
+  better (mIoU higher by ``CLEAR_GAIN``); otherwise training's statistics stay.
+
+A frozen encoder keeps its own. Measured (README, Model quality: stops 32 and 33): on the aerial scene, whose
+network does not fit its four training chips, the held-out mIoU of single epochs swung less and ``crops`` raised
+the plateau average; on Landsat, whose network fits its chips exactly, every measuring again lowered it.
 """
 from __future__ import annotations
 
+import numpy as np
+
 from .pretrain import Crops
 
-CROPS = 64                   # random crops read
-SIZE = 128                   # their side in pixels (the chips' side when smaller, without the raster)
+CROPS = 64                   # crops read
+SIZE = 128                   # the raster crops' side in pixels (the chips' side when smaller, without the raster)
 BATCH = 8
+CLEAR_GAIN = 0.01            # auto: the mIoU gain on the measured chips that keeps the statistics measured again
+_DRAW = 1 << 20              # the training draw's epoch number: past any real epoch's
 
 
 def wanted(run) -> bool:
-    """Whether the network written gets its statistics measured again (MODEL_ARGUMENTS norm_statistics)."""
-    return run.options.arg("norm_statistics") == "raster"
+    """Whether the network written may get statistics other than training's (MODEL_ARGUMENTS norm_statistics)."""
+    return run.options.arg("norm_statistics") != "training"
 
 
 def layers(run, model) -> list:
@@ -33,25 +43,57 @@ def layers(run, model) -> list:
     return [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and id(m) not in kept]
 
 
-def _crops(run):
-    crops = Crops(run.data, run.transform, SIZE, run.options.seed)
-    if crops.rasters:
-        return crops
-    crops.close()
-    side = min(min(c.shape[1:]) for c in crops.chips)
-    return Crops(run.data, run.transform, max(run.multiple, min(SIZE, side // run.multiple * run.multiple)),
-                 run.options.seed)
+def settle(run, model, measure) -> dict:
+    """Give ``model`` the statistics that norm_statistics asks for; ``measure()`` -> the summary of ``model`` on
+    the measured chips, which is returned (for the statistics kept)."""
+    choice = run.options.arg("norm_statistics")
+    if choice == "training":
+        return measure()
+    if choice != "auto":
+        _log(run, remeasure(run, model, choice), "")
+        return measure()
+    before = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    plain = measure()
+    read = remeasure(run, model, "crops")
+    again = measure()
+    gain = _gain(again, plain)
+    if read and gain >= CLEAR_GAIN:
+        _log(run, read, f" (mIoU on the measured chips {_pct(plain)} -> {_pct(again)}: kept)")
+        return again
+    model.load_state_dict(before)
+    if read:
+        run.progress.log(f"Batch-norm statistics: training's kept (measured again on {read}, the measured chips' "
+                         f"mIoU went {_pct(plain)} -> {_pct(again)}, less than {CLEAR_GAIN:.0%} better).")
+    return plain
 
 
-def remeasure(run, model) -> str:
-    """``model``'s batch-norm statistics from random crops of the source raster; what was read, in words ("" when
-    the network has no batch-norm layer to measure)."""
+def _gain(again: dict, plain: dict) -> float:
+    a, p = again.get("mean_iou"), plain.get("mean_iou")
+    if a is None or p is None or not (np.isfinite(a) and np.isfinite(p)):
+        return -1.0
+    return a - p
+
+
+def _pct(summary: dict) -> str:
+    value = summary.get("mean_iou")
+    return "n/a" if value is None else f"{100 * value:.1f}%"
+
+
+def _log(run, read: str, verdict: str) -> None:
+    if read:
+        run.progress.log(f"Batch-norm statistics of the network written measured again on {read}{verdict}.")
+
+
+def remeasure(run, model, source: str = "raster") -> str:
+    """``model``'s batch-norm statistics from ``CROPS`` crops (``source``: ``crops`` as training draws them,
+    ``raster`` random crops of the source raster); what was read, in words ("" when the network has no
+    batch-norm layer to measure)."""
     import torch
     norms = layers(run, model)
     if not norms:
         return ""
     was_training, momenta = model.training, [m.momentum for m in norms]
-    crops = _crops(run)
+    batches, read, close = _training_draw(run) if source == "crops" else _raster_draw(run)
     try:
         for m in norms:
             m.reset_running_stats()
@@ -60,12 +102,37 @@ def remeasure(run, model) -> str:
         for m in norms:
             m.train()
         with torch.no_grad():
-            for _ in range(CROPS // BATCH):
+            for x in batches:
                 run.progress.check_cancelled()
-                run.stepper.forward(run.stepper.to_device(crops.batch(BATCH)), model)
-        return f"{CROPS} {crops.described.replace('random crops', f'random {crops.crop} px crops', 1)}"
+                run.stepper.forward(run.stepper.to_device(x), model)
+        return read
     finally:
-        crops.close()
+        close()
         for m, momentum in zip(norms, momenta):
             m.momentum = momentum
         model.train(was_training)
+
+
+def _training_draw(run) -> tuple:
+    """(batches, words, close): ``CROPS`` crops drawn from this process's training chips as an epoch draws them."""
+    from ..chips.dataset import training_keys
+    steps = max(1, -(-CROPS // run.batch))
+    rng = np.random.default_rng([run.options.seed, run.dist.rank, _DRAW])
+    order = []
+    while len(order) < steps * run.batch:
+        order += rng.permutation(run.train_shard).tolist()
+    keys = training_keys(order, run.batch, steps, run.options.seed, _DRAW, run.dist.rank)
+    words = f"{steps * run.batch} {run.crop} px crops of the training chips drawn as training draws them"
+    return (x for x, _ in run.loader.run(keys)), words, lambda: None
+
+
+def _raster_draw(run) -> tuple:
+    """(batches, words, close): ``CROPS`` random crops of the source raster (of the chips without it)."""
+    crops = Crops(run.data, run.transform, SIZE, run.options.seed)
+    if not crops.rasters:
+        crops.close()
+        side = min(min(c.shape[1:]) for c in crops.chips)
+        crops = Crops(run.data, run.transform, max(run.multiple, min(SIZE, side // run.multiple * run.multiple)),
+                      run.options.seed)
+    words = f"{CROPS} {crops.described.replace('random crops', f'random {crops.crop} px crops', 1)}"
+    return (crops.batch(BATCH) for _ in range(CROPS // BATCH)), words, crops.close

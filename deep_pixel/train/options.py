@@ -73,11 +73,12 @@ MODEL_ARGUMENTS = {
     "average_epochs": Arg(float, 0.0, "time constant, in epochs, of the running average of the weights that is "
                                       "measured and kept (0: the weights as they are at the end of each epoch)",
                           0, 1000),
-    "norm_statistics": Arg(str, "training", "batch-norm statistics of the network written: those left by "
-                                            "training (training), or measured again on random crops of the "
-                                            "source raster (raster; steadier on the aerial scene, lower on "
-                                            "Landsat: README, Model quality, stop 32)",
-                           choices=("training", "raster")),
+    "norm_statistics": Arg(str, "auto", "batch-norm statistics of the network written: those left by training "
+                                        "(training), measured again on crops drawn as for training (crops) or on "
+                                        "random crops of the source raster (raster), or the crops' kept only when "
+                                        "they fit the measured chips clearly better (auto; README, Model "
+                                        "quality, stops 32-33)",
+                           choices=("training", "auto", "crops", "raster")),
     "weight_decay": Arg(float, 1e-4, "AdamW weight decay", 0, 1),
     "warmup_fraction": Arg(float, 0.05, "share of steps with linear learning-rate warm-up", 0, 1),
     "steps_per_epoch": Arg(int, 0, "training batches per epoch (0: one pass over the training chips, at least "

@@ -74,3 +74,35 @@ def test_a_frozen_encoder_keeps_its_statistics():
     trained = norm_stats.layers(SimpleNamespace(frozen=False), net)
     assert frozen and not any(id(m) in encoder for m in frozen)
     assert len(trained) > len(frozen) and any(id(m) in encoder for m in trained)
+
+
+@pytest.fixture(scope="module")
+def as_trained(chips, tmp_path_factory):
+    result, log = _train(chips, tmp_path_factory.mktemp("as_trained") / "model", "training")
+    return load_package(result.emd_path).build("cpu").state_dict(), result
+
+
+@pytest.mark.parametrize("clear_gain, kept", [(-1.0, "crops"), (2.0, "training")])
+def test_auto_keeps_crops_statistics_only_when_they_fit_the_measured_chips_better(chips, as_trained, tmp_path,
+                                                                                   monkeypatch, clear_gain, kept):
+    monkeypatch.setattr(norm_stats, "CLEAR_GAIN", clear_gain)     # any change kept / none kept
+    result, log = _train(chips, tmp_path / "auto", "auto")
+    state, trained = load_package(result.emd_path).build("cpu").state_dict(), as_trained[0]
+    assert torch.equal(state["encoder.conv1.weight"], trained["encoder.conv1.weight"])
+    same = torch.equal(state["encoder.bn1.running_mean"], trained["encoder.bn1.running_mean"])
+    assert "crops of the training chips drawn as training draws them" in log
+    if kept == "crops":
+        assert not same and ": kept)" in log
+    else:
+        assert same and "Batch-norm statistics: training's kept" in log
+        assert result.summary["mean_iou"] == pytest.approx(as_trained[1].summary["mean_iou"])
+    assert json.load(open(result.emd_path))["mIoU"] == pytest.approx(result.summary["mean_iou"])
+
+
+def test_crops_statistics_are_those_of_the_training_draw(chips, as_trained, tmp_path):
+    result, log = _train(chips, tmp_path / "crops", "crops")
+    state, trained = load_package(result.emd_path).build("cpu").state_dict(), as_trained[0]
+    assert "measured again on 64 32 px crops of the training chips" in log
+    assert torch.equal(state["encoder.conv1.weight"], trained["encoder.conv1.weight"])
+    assert not torch.allclose(state["encoder.bn1.running_mean"], trained["encoder.bn1.running_mean"])
+    assert state["encoder.bn1.num_batches_tracked"] == norm_stats.CROPS // 4      # batches of BATCH_SIZE 4
