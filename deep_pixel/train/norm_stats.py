@@ -63,7 +63,7 @@ def settle(run, model, measure) -> dict:
     model.load_state_dict(before)
     if read:
         run.progress.log(f"Batch-norm statistics: training's kept (measured again on {read}, the measured chips' "
-                         f"mIoU went {_pct(plain)} -> {_pct(again)}, less than {CLEAR_GAIN:.0%} better).")
+                         f"mIoU went {_pct(plain)} -> {_pct(again)}, not {100 * CLEAR_GAIN:g} points higher).")
     return plain
 
 
