@@ -20,13 +20,15 @@ from .members import later_seconds
 from .pretrained import frozen_eval
 
 
-def _order(run, epoch: int) -> list:
-    """This rank's chips for the epoch, shuffled (seeded by seed, rank and epoch), repeated to fill it."""
+def chip_order(run, epoch: int, count: int | None = None) -> list:
+    """This rank's chips for the epoch, shuffled (seeded by seed, rank and epoch), repeated to fill it (or
+    ``count`` examples)."""
+    count = count or run.steps_per_epoch * run.batch
     rng = np.random.default_rng([run.options.seed, run.dist.rank, epoch])
     order = rng.permutation(run.train_shard).tolist()
-    while len(order) < run.steps_per_epoch * run.batch:
+    while len(order) < count:
         order += rng.permutation(run.train_shard).tolist()
-    return order[:run.steps_per_epoch * run.batch]
+    return order[:count]
 
 
 def train_epoch(run, epoch: int) -> tuple:
@@ -35,7 +37,7 @@ def train_epoch(run, epoch: int) -> tuple:
     run.model.train()
     if run.frozen:
         frozen_eval(run.model)
-    order = _order(run, epoch)
+    order = chip_order(run, epoch)
     distributed.log_ranks(run.dist, {"epoch": epoch, "chips": sorted(set(order))})
     keys = training_keys(order, run.batch, run.steps_per_epoch, options.seed, epoch, run.dist.rank)
     losses, t0 = [], time.monotonic()

@@ -140,9 +140,9 @@ def measure_final(run) -> dict:
     """The summary of ``run.model`` as written (one network, members averaged, or an epoch average), with the
     batch-norm statistics that norm_statistics asks for (norm_stats.py; run.best.state takes them): the stepper
     measures, and the package pictures, that network from now on."""
-    from .norm_stats import settle
+    from .norm_stats import settle, wanted
     run.stepper.average, run.stepper.model = None, run.model
-    if run.options.arg("norm_statistics") != "training":
+    if wanted(run):
         run.progress.report(0.95, "measuring batch-norm statistics")
     summary = settle(run, run.model, lambda: measure(run))
     run.best.state = {k: v.detach().cpu().clone() for k, v in run.model.state_dict().items()}

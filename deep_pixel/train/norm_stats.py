@@ -47,7 +47,7 @@ def settle(run, model, measure) -> dict:
     """Give ``model`` the statistics that norm_statistics asks for; ``measure()`` -> the summary of ``model`` on
     the measured chips, which is returned (for the statistics kept)."""
     choice = run.options.arg("norm_statistics")
-    if choice == "training":
+    if choice == "training" or not layers(run, model):
         return measure()
     if choice != "auto":
         _log(run, remeasure(run, model, choice), "")
@@ -56,14 +56,12 @@ def settle(run, model, measure) -> dict:
     plain = measure()
     read = remeasure(run, model, "crops")
     again = measure()
-    gain = _gain(again, plain)
-    if read and gain >= CLEAR_GAIN:
+    if _gain(again, plain) >= CLEAR_GAIN:
         _log(run, read, f" (mIoU on the measured chips {_pct(plain)} -> {_pct(again)}: kept)")
         return again
     model.load_state_dict(before)
-    if read:
-        run.progress.log(f"Batch-norm statistics: training's kept (measured again on {read}, the measured chips' "
-                         f"mIoU went {_pct(plain)} -> {_pct(again)}, not {100 * CLEAR_GAIN:g} points higher).")
+    run.progress.log(f"Batch-norm statistics: training's kept (measured again on {read}, the measured chips' "
+                     f"mIoU went {_pct(plain)} -> {_pct(again)}, not {100 * CLEAR_GAIN:g} points higher).")
     return plain
 
 
@@ -80,8 +78,7 @@ def _pct(summary: dict) -> str:
 
 
 def _log(run, read: str, verdict: str) -> None:
-    if read:
-        run.progress.log(f"Batch-norm statistics of the network written measured again on {read}{verdict}.")
+    run.progress.log(f"Batch-norm statistics of the network written measured again on {read}{verdict}.")
 
 
 def remeasure(run, model, source: str = "raster") -> str:
@@ -116,11 +113,9 @@ def remeasure(run, model, source: str = "raster") -> str:
 def _training_draw(run) -> tuple:
     """(batches, words, close): ``CROPS`` crops drawn from this process's training chips as an epoch draws them."""
     from ..chips.dataset import training_keys
+    from .epoch import chip_order
     steps = max(1, -(-CROPS // run.batch))
-    rng = np.random.default_rng([run.options.seed, run.dist.rank, _DRAW])
-    order = []
-    while len(order) < steps * run.batch:
-        order += rng.permutation(run.train_shard).tolist()
+    order = chip_order(run, _DRAW, steps * run.batch)
     keys = training_keys(order, run.batch, steps, run.options.seed, _DRAW, run.dist.rank)
     words = f"{steps * run.batch} {run.crop} px crops of the training chips drawn as training draws them"
     return (x for x, _ in run.loader.run(keys)), words, lambda: None
