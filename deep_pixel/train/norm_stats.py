@@ -10,8 +10,8 @@ weights. Classify uses those statistics. The choices:
   them (the same loader, flips and turns); the weights do not change.
 - ``raster``: the same on ``CROPS`` random crops of the export's source raster (every pixel, labelled or not;
   the chips when the raster cannot be read).
-- ``auto`` (the default): ``crops`` is measured, and kept only when it fits the chips that epochs are measured on clearly
-  better (mIoU higher by ``CLEAR_GAIN``); otherwise training's statistics stay.
+- ``auto`` (the default): ``crops`` is measured, and kept only when it fits the chips that epochs are measured on
+  clearly better (mIoU higher by ``CLEAR_GAIN``); otherwise training's statistics stay.
 
 A frozen encoder keeps its own. Measured (README, Model quality: stops 32 and 33): on the aerial scene, whose
 network does not fit its four training chips, the held-out mIoU of single epochs swung less and ``crops`` raised
@@ -46,6 +46,7 @@ def layers(run, model) -> list:
 def settle(run, model, measure) -> dict:
     """Give ``model`` the statistics that norm_statistics asks for; ``measure()`` -> the summary of ``model`` on
     the measured chips, which is returned (for the statistics kept)."""
+    from .loop import _pct
     choice = run.options.arg("norm_statistics")
     if choice == "training" or not layers(run, model):
         return measure()
@@ -56,12 +57,13 @@ def settle(run, model, measure) -> dict:
     plain = measure()
     read = remeasure(run, model, "crops")
     again = measure()
+    went = f"{_pct(plain.get('mean_iou'))} -> {_pct(again.get('mean_iou'))}"
     if _gain(again, plain) >= CLEAR_GAIN:
-        _log(run, read, f" (mIoU on the measured chips {_pct(plain)} -> {_pct(again)}: kept)")
+        _log(run, read, f" (mIoU on the measured chips {went}: kept)")
         return again
     model.load_state_dict(before)
     run.progress.log(f"Batch-norm statistics: training's kept (measured again on {read}, the measured chips' "
-                     f"mIoU went {_pct(plain)} -> {_pct(again)}, not {100 * CLEAR_GAIN:g} points higher).")
+                     f"mIoU went {went}, not {100 * CLEAR_GAIN:g} points higher).")
     return plain
 
 
@@ -70,11 +72,6 @@ def _gain(again: dict, plain: dict) -> float:
     if a is None or p is None or not (np.isfinite(a) and np.isfinite(p)):
         return -1.0
     return a - p
-
-
-def _pct(summary: dict) -> str:
-    value = summary.get("mean_iou")
-    return "n/a" if value is None else f"{100 * value:.1f}%"
 
 
 def _log(run, read: str, verdict: str) -> None:

@@ -1,5 +1,6 @@
-"""Issue 16 (stop 32): the network written gets batch-norm statistics of its own weights, measured again on
-random crops of the source raster (MODEL_ARGUMENTS norm_statistics). Real tiny trainings on chips of the
+"""Issue 16 (stops 32-33): the network written gets batch-norm statistics of its own weights, measured again on
+random crops of the source raster or on crops drawn as for training, the latter kept by auto only when they fit
+the measured chips better (MODEL_ARGUMENTS norm_statistics). Real tiny trainings on chips of the
 synthetic scene; the statistics are checked against the crops themselves."""
 import json
 import os
