@@ -6,7 +6,7 @@ semi-supervision), and the weight and epoch averages (average.py, best.py) avera
 weights. Classify uses those statistics. The choices:
 
 - ``training``: the statistics as training left them.
-- ``crops``: measured again, in training mode and without gradients, on ``CROPS`` crops drawn as training draws
+- ``crops``: measured again, in training mode and without gradients, on ``DRAWN`` crops drawn as training draws
   them (the same loader, flips and turns); the weights do not change.
 - ``raster``: the same on ``CROPS`` random crops of the export's source raster (every pixel, labelled or not;
   the chips when the raster cannot be read).
@@ -23,7 +23,8 @@ import numpy as np
 
 from .pretrain import Crops
 
-CROPS = 64                   # crops read
+CROPS = 64                   # raster crops read
+DRAWN = 512                  # crops of the training draw read (64 at stop 33: 512 were steadier, README stop 34)
 SIZE = 128                   # the raster crops' side in pixels (the chips' side when smaller, without the raster)
 BATCH = 8
 CLEAR_GAIN = 0.01            # auto: the mIoU gain on the measured chips that keeps the statistics measured again
@@ -79,8 +80,8 @@ def _log(run, read: str, verdict: str) -> None:
 
 
 def remeasure(run, model, source: str = "raster") -> str:
-    """``model``'s batch-norm statistics from ``CROPS`` crops (``source``: ``crops`` as training draws them,
-    ``raster`` random crops of the source raster); what was read, in words ("" when the network has no
+    """``model``'s batch-norm statistics measured again (``source``: ``DRAWN`` crops as training draws them, or
+    ``raster``: ``CROPS`` random crops of the source raster); what was read, in words ("" when the network has no
     batch-norm layer to measure)."""
     import torch
     norms = layers(run, model)
@@ -108,10 +109,10 @@ def remeasure(run, model, source: str = "raster") -> str:
 
 
 def _training_draw(run) -> tuple:
-    """(batches, words, close): ``CROPS`` crops drawn from this process's training chips as an epoch draws them."""
+    """(batches, words, close): ``DRAWN`` crops drawn from this process's training chips as an epoch draws them."""
     from ..chips.dataset import training_keys
     from .epoch import chip_order
-    steps = max(1, -(-CROPS // run.batch))
+    steps = max(1, -(-DRAWN // run.batch))
     order = chip_order(run, _DRAW, steps * run.batch)
     keys = training_keys(order, run.batch, steps, run.options.seed, _DRAW, run.dist.rank)
     words = f"{steps * run.batch} {run.crop} px crops of the training chips drawn as training draws them"

@@ -103,7 +103,7 @@ def test_auto_keeps_crops_statistics_only_when_they_fit_the_measured_chips_bette
 def test_crops_statistics_are_those_of_the_training_draw(chips, as_trained, tmp_path):
     result, log = _train(chips, tmp_path / "crops", "crops")
     state, trained = load_package(result.emd_path).build("cpu").state_dict(), as_trained[0]
-    assert "measured again on 64 32 px crops of the training chips" in log
+    assert f"measured again on {norm_stats.DRAWN} 32 px crops of the training chips" in log
     assert torch.equal(state["encoder.conv1.weight"], trained["encoder.conv1.weight"])
     assert not torch.allclose(state["encoder.bn1.running_mean"], trained["encoder.bn1.running_mean"])
-    assert state["encoder.bn1.num_batches_tracked"] == norm_stats.CROPS // 4      # batches of BATCH_SIZE 4
+    assert state["encoder.bn1.num_batches_tracked"] == norm_stats.DRAWN // 4      # batches of BATCH_SIZE 4
