@@ -6,8 +6,9 @@ semi-supervision), and the weight and epoch averages (average.py, best.py) avera
 weights. Classify uses those statistics. The choices:
 
 - ``training``: the statistics as training left them.
-- ``crops``: measured again, in training mode and without gradients, on ``DRAWN`` crops drawn as training draws
-  them (the same loader, flips and turns); the weights do not change.
+- ``crops``: measured again, in training mode and without gradients, on crops drawn as training draws them
+  (the same loader, flips and turns; ``drawn``: a tenth of the crops trained on, from ``CROPS`` to ``DRAWN``);
+  the weights do not change.
 - ``raster``: the same on ``CROPS`` random crops of the export's source raster (every pixel, labelled or not;
   the chips when the raster cannot be read).
 - ``auto`` (the default): ``crops`` is measured, and kept only when it fits the chips that epochs are measured on
@@ -24,7 +25,8 @@ import numpy as np
 from .pretrain import Crops
 
 CROPS = 64                   # raster crops read
-DRAWN = 512                  # crops of the training draw read (64 at stop 33: 512 were steadier, README stop 34)
+DRAWN = 512                  # the most crops of the training draw read (64 at stop 33; README, Model quality: stop 34)
+SHARE = 10                   # ... and at most one in SHARE of the crops trained on (a short run pays little for it)
 SIZE = 128                   # the raster crops' side in pixels (the chips' side when smaller, without the raster)
 BATCH = 8
 CLEAR_GAIN = 0.01            # auto: the mIoU gain on the measured chips that keeps the statistics measured again
@@ -80,7 +82,7 @@ def _log(run, read: str, verdict: str) -> None:
 
 
 def remeasure(run, model, source: str = "raster") -> str:
-    """``model``'s batch-norm statistics measured again (``source``: ``DRAWN`` crops as training draws them, or
+    """``model``'s batch-norm statistics measured again (``source``: ``crops`` as training draws them, or
     ``raster``: ``CROPS`` random crops of the source raster); what was read, in words ("" when the network has no
     batch-norm layer to measure)."""
     import torch
@@ -108,11 +110,17 @@ def remeasure(run, model, source: str = "raster") -> str:
         model.train(was_training)
 
 
+def drawn(steps: int, batch: int) -> int:
+    """How many crops of the training draw are read after ``steps`` training steps of ``batch`` crops: a tenth of
+    those trained on, at least ``CROPS`` and at most ``DRAWN`` (a forward pass costs about a third of a step)."""
+    return min(DRAWN, max(CROPS, steps * batch // SHARE))
+
+
 def _training_draw(run) -> tuple:
-    """(batches, words, close): ``DRAWN`` crops drawn from this process's training chips as an epoch draws them."""
+    """(batches, words, close): crops drawn from this process's training chips as an epoch draws them."""
     from ..chips.dataset import training_keys
     from .epoch import chip_order
-    steps = max(1, -(-DRAWN // run.batch))
+    steps = max(1, -(-drawn(run.step, run.batch) // run.batch))
     order = chip_order(run, _DRAW, steps * run.batch)
     keys = training_keys(order, run.batch, steps, run.options.seed, _DRAW, run.dist.rank)
     words = f"{steps * run.batch} {run.crop} px crops of the training chips drawn as training draws them"

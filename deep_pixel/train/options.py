@@ -77,7 +77,7 @@ MODEL_ARGUMENTS = {
                                         "(training), measured again on crops drawn as for training (crops) or on "
                                         "random crops of the source raster (raster), or the crops' kept only when "
                                         "they fit the measured chips clearly better (auto; README, Model "
-                                        "quality, stops 32-33)",
+                                        "quality, stops 32-34)",
                            choices=("training", "auto", "crops", "raster")),
     "weight_decay": Arg(float, 1e-4, "AdamW weight decay", 0, 1),
     "warmup_fraction": Arg(float, 0.05, "share of steps with linear learning-rate warm-up", 0, 1),

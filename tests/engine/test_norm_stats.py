@@ -1,4 +1,4 @@
-"""Issue 16 (stops 32-33): the network written gets batch-norm statistics of its own weights, measured again on
+"""Issue 16 (stops 32-34): the network written gets batch-norm statistics of its own weights, measured again on
 random crops of the source raster or on crops drawn as for training, the latter kept by auto only when they fit
 the measured chips better (MODEL_ARGUMENTS norm_statistics). Real tiny trainings on chips of the
 synthetic scene; the statistics are checked against the crops themselves."""
@@ -103,7 +103,14 @@ def test_auto_keeps_crops_statistics_only_when_they_fit_the_measured_chips_bette
 def test_crops_statistics_are_those_of_the_training_draw(chips, as_trained, tmp_path):
     result, log = _train(chips, tmp_path / "crops", "crops")
     state, trained = load_package(result.emd_path).build("cpu").state_dict(), as_trained[0]
-    assert f"measured again on {norm_stats.DRAWN} 32 px crops of the training chips" in log
+    count = norm_stats.drawn(2 * 3, 4)                   # a short run reads the fewest: MAX_EPOCHS x steps, batch
+    assert count == norm_stats.CROPS
+    assert f"measured again on {count} 32 px crops of the training chips" in log
     assert torch.equal(state["encoder.conv1.weight"], trained["encoder.conv1.weight"])
     assert not torch.allclose(state["encoder.bn1.running_mean"], trained["encoder.bn1.running_mean"])
-    assert state["encoder.bn1.num_batches_tracked"] == norm_stats.DRAWN // 4      # batches of BATCH_SIZE 4
+    assert state["encoder.bn1.num_batches_tracked"] == count // 4                 # batches of BATCH_SIZE 4
+
+
+def test_a_longer_run_reads_more_crops_for_its_statistics_up_to_a_bound():
+    assert norm_stats.drawn(100, 8) == 80                # a tenth of the crops trained on
+    assert norm_stats.drawn(22 * 30, 8) == norm_stats.DRAWN == 512      # the aerial scene's shortest bench run
