@@ -24,7 +24,7 @@ import numpy as np
 
 from .pretrain import Crops
 
-CROPS = 64                   # raster crops read
+CROPS = 64                   # raster crops read, and the fewest crops of the training draw read
 DRAWN = 512                  # the most crops of the training draw read (64 at stop 33; README, Model quality: stop 34)
 SHARE = 10                   # ... and at most one in SHARE of the crops trained on (a short run pays little for it)
 SIZE = 128                   # the raster crops' side in pixels (the chips' side when smaller, without the raster)
